@@ -1,0 +1,136 @@
+"""The ``fedssl`` command: ``fedssl run`` and ``fedssl experiment``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fedssl.config import ConfigError, RunConfig, load_defaults, parse_overrides
+
+__all__ = ["main", "resolve_config"]
+
+
+def resolve_config(
+    base: dict[str, Any], overrides: dict[str, Any], *, default_root: Path
+) -> RunConfig:
+    """Defaults <- ``base`` <- ``overrides``, validated, with an absolute ``output-dir``."""
+    merged = load_defaults() | base | overrides
+    cfg = RunConfig.from_run_config(merged)  # validates: raises ConfigError before any process
+    if cfg.resume_from:
+        cfg = cfg.replace(resume_from=str(Path(cfg.resume_from).resolve()))
+    if not cfg.output_dir:
+        if cfg.resume_from:
+            return cfg.replace(output_dir=cfg.resume_from)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = cfg.run_name or f"{cfg.dataset}-{cfg.ssl_method}-{cfg.strategy}-{stamp}"
+        cfg = cfg.replace(output_dir=str((default_root / name).resolve()), run_name=name)
+    return cfg.replace(output_dir=str(Path(cfg.output_dir).resolve()))
+
+
+def _federation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-supernodes", type=int, default=None,
+                        help="virtual clients (default: 10, or the experiment file's)")
+    parser.add_argument("--client-cpus", type=float, default=1.0,
+                        help="CPUs per ClientApp (default 1: two clients in parallel on 2 cores)")
+    parser.add_argument("--client-gpus", type=float, default=0.0,
+                        help="GPUs per ClientApp, e.g. 0.5 (default 0: clients see no GPU)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="where run directories go when output-dir is not set (default ./runs)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="show only the progress bar and the result, not the Flower log")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedssl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one federated experiment on a private local SuperLink")
+    run.add_argument("--experiment", type=Path, help="experiment TOML whose [base] table to use")
+    run.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="run-config overrides, e.g. strategy=fedyogi num-server-rounds=20")
+    _federation_args(run)
+    exp = sub.add_parser("experiment", help="run every variant of an experiment file")
+    exp.add_argument("file", type=Path)
+    exp.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="run-config overrides applied to every variant")
+    exp.add_argument("--dry-run", action="store_true", help="list the variants and stop")
+    _federation_args(exp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_experiment(args)
+    except ConfigError as err:
+        print(f"fedssl: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedssl: interrupted; the SuperLink was stopped", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fedssl.experiments.spec import load_experiment
+
+    spec = load_experiment(args.experiment) if args.experiment else None
+    base = spec.base if spec else {}
+    cfg = resolve_config(base, parse_overrides(args.overrides), default_root=args.runs_dir)
+    federation = _federation(args, spec)
+
+    from fedssl.experiments.launcher import LocalSuperLink
+    from fedssl.experiments.progress import RoundProgress
+
+    print(f"fedssl: run directory {cfg.output_dir}", flush=True)
+    with LocalSuperLink() as link, RoundProgress(cfg.num_server_rounds, quiet=args.quiet) as bar:
+        outcome = link.run(cfg.to_run_config(), federation, on_line=bar.write,
+                           on_progress=bar.update)
+    return _report(outcome)
+
+
+def _report(outcome) -> int:
+    summary_path = outcome.run_dir / "summary.json"
+    if outcome.completed and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
+        for key in ("linear-probe-accuracy", "random-init-linear-probe-accuracy",
+                    "raw-pixel-linear-probe-accuracy", "knn-accuracy",
+                    "random-init-knn-accuracy", "total-failures"):
+            if key in summary:
+                print(f"  {key:36s} {summary[key]:.4f}" if isinstance(summary[key], float)
+                      else f"  {key:36s} {summary[key]}")
+        print(f"fedssl: results in {outcome.run_dir}")
+        return 0
+    print(f"\nfedssl: run {outcome.run_id or '?'} did not complete: status {outcome.status}"
+          f"{': ' + outcome.details if outcome.details else ''}", file=sys.stderr)
+    print(f"fedssl: partial results (if any) in {outcome.run_dir}", file=sys.stderr)
+    return 1
+
+
+def _federation(args: argparse.Namespace, spec) -> Any:
+    from fedssl.experiments.launcher import Federation
+
+    num = args.num_supernodes or (spec.num_supernodes if spec else None) or 10
+    if num < 1:
+        raise ConfigError(f"--num-supernodes={num} must be >= 1")
+    return Federation(num_supernodes=num, client_cpus=args.client_cpus,
+                      client_gpus=args.client_gpus)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from fedssl.experiments.runner import run_experiment
+    from fedssl.experiments.spec import load_experiment
+
+    spec = load_experiment(args.file)
+    overrides = parse_overrides(args.overrides)
+    return run_experiment(spec, overrides, federation=_federation(args, spec),
+                          runs_dir=args.runs_dir, dry_run=args.dry_run, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

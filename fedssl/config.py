@@ -1,0 +1,228 @@
+"""The run config: every key of ``[tool.flwr.app.config]``, typed and validated in one place.
+
+Flower hands both apps a flat ``dict[str, int | float | bool | str]`` (``context.run_config``).
+:class:`RunConfig` turns it into a frozen dataclass. Invalid values raise :class:`ConfigError`
+naming the key, the bad value and what is valid, so that ``fedssl run`` can refuse a run
+before any SuperLink or Ray process starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PYPROJECT", "ConfigError", "RunConfig", "load_defaults", "parse_overrides"]
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+FAULT_KINDS = ("raise", "nan", "shape", "keys")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class ConfigError(ValueError):
+    """A run-config value is invalid; the message names the key, the value and what is valid."""
+
+
+def _key(default: Any, doc: str, **rules: Any) -> Any:
+    return field(default=default, metadata={"doc": doc, **rules})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Typed view of the run config. Field ``foo_bar`` is the TOML key ``foo-bar``."""
+
+    # --- the run
+    task: str = _key("image-ssl", "client task (what clients train)", choices="tasks")
+    num_server_rounds: int = _key(8, "federated rounds", min=1)
+    seed: int = _key(0, "one seed for partitioning, sampling, init and augmentation", min=0)
+    output_dir: str = _key("", "absolute run directory; empty: ~/fedssl-runs/<run-name>")
+    run_name: str = _key("", "run name (W&B name too); empty: <dataset>-<ssl-method>-<time>")
+    resume_from: str = _key("", "run directory whose checkpoint the run continues from")
+    # --- server
+    strategy: str = _key("fedavg", "Flower aggregation strategy", choices="strategies")
+    fraction_train: float = _key(1.0, "fraction of nodes sampled per round", gt=0.0, max=1.0)
+    fraction_evaluate: float = _key(0.0, "fraction of nodes for federated eval", min=0.0, max=1.0)
+    min_train_nodes: int = _key(2, "fewest replies a round needs to update the model", min=1)
+    min_available_nodes: int = _key(2, "nodes to wait for before a round starts", min=1)
+    round_timeout: float = _key(3600.0, "seconds to wait for the replies of a round", gt=0.0)
+    server_lr: float = _key(1.0, "server learning rate (FedAvgM lr, FedOpt eta)", gt=0.0)
+    server_momentum: float = _key(0.9, "FedAvgM server momentum", min=0.0, lt=1.0)
+    proximal_mu: float = _key(0.01, "FedProx proximal term weight", min=0.0)
+    fedopt_tau: float = _key(1e-3, "FedAdam/FedYogi/FedAdagrad adaptivity tau", gt=0.0)
+    fedopt_beta1: float = _key(0.9, "FedAdam/FedYogi beta1", min=0.0, lt=1.0)
+    fedopt_beta2: float = _key(0.99, "FedAdam/FedYogi beta2", min=0.0, lt=1.0)
+    trimmed_beta: float = _key(0.2, "FedTrimmedAvg fraction cut at each end", min=0.0, lt=0.5)
+    krum_num_malicious: int = _key(0, "Krum: number of malicious nodes tolerated", min=0)
+    # --- model and SSL method
+    model: str = _key("small-cnn", "backbone", choices="models")
+    ssl_method: str = _key("simclr", "self-supervised method (lightly)", choices="ssl")
+    projection_dim: int = _key(128, "projection head output size", min=1)
+    hidden_dim: int = _key(512, "projection head hidden size", min=1)
+    temperature: float = _key(0.5, "SimCLR NT-Xent temperature", gt=0.0)
+    byol_momentum: float = _key(0.99, "BYOL target EMA base momentum", min=0.0, max=1.0)
+    # --- data
+    dataset: str = _key("embedded-digits", "dataset", choices="datasets")
+    data_dir: str = _key("", "dataset directory (real datasets)")
+    hf_dataset: str = _key("", "Hugging Face dataset id (dataset=hf)")
+    image_size: int = _key(32, "image side in pixels", min=8, max=512)
+    partitioner: str = _key("dirichlet", "how data is split over clients", choices="partitioners")
+    dirichlet_alpha: float = _key(1.0, "Dirichlet concentration (dirichlet, paper-dirichlet)", gt=0.0)
+    classes_per_client: int = _key(2, "classes per client (shard partitioner)", min=1)
+    # --- local training
+    local_epochs: int = _key(1, "local epochs per round", min=1)
+    batch_size: int = _key(128, "local batch size", min=2)
+    lr: float = _key(0.03, "local SGD learning rate", gt=0.0)
+    momentum: float = _key(0.9, "local SGD momentum", min=0.0, lt=1.0)
+    weight_decay: float = _key(1e-4, "local SGD weight decay", min=0.0)
+    max_local_steps: int = _key(0, "cap on local steps per round (0: no cap)", min=0)
+    # --- central evaluation
+    eval_every: int = _key(2, "kNN eval every k rounds (0: only at the end)", min=0)
+    knn_k: int = _key(20, "neighbours in the kNN monitor", min=1)
+    eval_max_samples: int = _key(0, "cap on eval train/test samples (0: all)", min=0)
+    linear_probe: bool = _key(True, "linear probe (trained and random-init) at the end")
+    # --- tracking
+    wandb_mode: str = _key("offline", "W&B mode", choices=WANDB_MODES)
+    wandb_project: str = _key("fedssl", "W&B project")
+    wandb_group: str = _key("", "W&B group")
+    wandb_tags: str = _key("", "comma-separated W&B tags")
+    # --- fault injection
+    fault_partition: int = _key(-1, "partition that misbehaves (-1: none)", min=-1)
+    fault_kind: str = _key("raise", "how it misbehaves", choices=FAULT_KINDS)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_field(f, getattr(self, f.name))
+        if self.min_available_nodes < self.min_train_nodes:
+            raise ConfigError(
+                f"min-available-nodes={self.min_available_nodes} is below "
+                f"min-train-nodes={self.min_train_nodes}; set it to at least that"
+            )
+        if self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
+            from fedssl.datasets import DatasetNotFoundError, check_dataset
+
+            try:
+                check_dataset(self.dataset, data_dir=self.data_dir, hf_dataset=self.hf_dataset)
+            except DatasetNotFoundError as err:
+                raise ConfigError(f"data-dir={self.data_dir!r}: {err}") from None
+            except ValueError as err:
+                raise ConfigError(f"dataset={self.dataset!r}: {err}") from None
+        if self.resume_from and not (Path(self.resume_from) / "checkpoint.pt").is_file():
+            raise ConfigError(
+                f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
+                "give the run directory of an earlier run"
+            )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunConfig:
+        """Build from Flower's flat run config (kebab-case keys); unknown keys are refused."""
+        by_key = {_toml_key(f.name): f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(run_config) - set(by_key))
+        if unknown:
+            raise ConfigError(
+                f"unknown run-config key(s) {unknown}; valid keys: {sorted(by_key)}"
+            )
+        kwargs = {by_key[k].name: _coerce(k, v, by_key[k]) for k, v in run_config.items()}
+        return cls(**kwargs)
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The flat kebab-case dict Flower expects (round-trips through from_run_config)."""
+        return {_toml_key(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.strip() for t in self.wandb_tags.split(",") if t.strip()]
+
+
+def _toml_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
+    # Registries are imported lazily: they pull in torch and flwr.
+    if isinstance(kind, tuple):
+        return kind
+    if kind == "strategies":
+        from fedssl.strategies import STRATEGIES
+
+        return tuple(STRATEGIES)
+    if kind == "models":
+        from fedssl.models import BACKBONES
+
+        return tuple(BACKBONES)
+    if kind == "ssl":
+        from fedssl.models import SSL_METHODS
+
+        return tuple(SSL_METHODS)
+    if kind == "datasets":
+        from fedssl.datasets import DATASETS
+
+        return tuple(DATASETS)
+    if kind == "partitioners":
+        from fedssl.datasets import PARTITIONERS
+
+        return tuple(PARTITIONERS)
+    if kind == "tasks":
+        from fedssl.clients import TASKS
+
+        return tuple(TASKS)
+    raise KeyError(kind)
+
+
+def _coerce(key: str, value: Any, f: dataclasses.Field) -> Any:
+    """Accept what TOML/Flower give (an int for a float key); refuse anything else."""
+    expected = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not bool and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(
+            f"{key}={value!r} has type {type(value).__name__}; expected {expected.__name__}"
+        )
+    return value
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    key, rules = _toml_key(f.name), f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} is not a finite number")
+    if "choices" in rules:
+        valid = _choices(rules["choices"])
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+    bounds = [
+        ("min", lambda v, b: v >= b, ">="),
+        ("max", lambda v, b: v <= b, "<="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("lt", lambda v, b: v < b, "<"),
+    ]
+    for rule, ok, symbol in bounds:
+        if rule in rules and not ok(value, rules[rule]):
+            raise ConfigError(f"{key}={value!r} is out of range; it must be {symbol} {rules[rule]}")
+
+
+def load_defaults(pyproject: Path = PYPROJECT) -> dict[str, Any]:
+    """The ``[tool.flwr.app.config]`` table of the project's pyproject.toml."""
+    with open(pyproject, "rb") as fh:
+        return dict(tomllib.load(fh)["tool"]["flwr"]["app"]["config"])
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are TOML (bare words are taken as strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        try:
+            out[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw
+    return out

@@ -1,0 +1,116 @@
+"""Common in-memory image container, errors and pixel helpers shared by all sources."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+# eq=False: field-wise == / hash on numpy arrays is ambiguous; compare by identity instead.
+@dataclass(frozen=True, eq=False)
+class ImageArrays:
+    """A labelled image set held in memory.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        ``uint8`` array of shape ``[N, H, W, 3]``; all images share one size.
+    labels : np.ndarray
+        ``int64`` array of shape ``[N]`` with values in ``[0, num_classes)``.
+    num_classes : int
+        Number of classes of the dataset (not only those present in this set).
+    name : str
+        Human-readable dataset name, e.g. ``"cifar10/train"``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
+            raise ValueError(
+                f"images must be a uint8 array of shape [N, H, W, 3]; got dtype "
+                f"{self.images.dtype} and shape {self.images.shape}"
+            )
+        if self.labels.dtype != np.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must be an int64 array of shape [{self.images.shape[0]}]; got dtype "
+                f"{self.labels.dtype} and shape {self.labels.shape}"
+            )
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1; got {self.num_classes}")
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}); got range "
+                f"[{self.labels.min()}, {self.labels.max()}]"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray) -> ImageArrays:
+        """Return the images at ``indices`` (a copy), keeping ``num_classes`` and ``name``.
+
+        ``indices`` are integer positions or a boolean mask of length ``len(self)``.
+        """
+        idx = np.asarray(indices)
+        # A boolean mask cast to int64 would silently select rows 0 and 1.
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64, copy=False)
+        return ImageArrays(
+            images=self.images[idx],
+            labels=self.labels[idx],
+            num_classes=self.num_classes,
+            name=self.name,
+        )
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Dataset files are missing; the message says what, where, and the expected layout."""
+
+
+def default_cache_dir() -> Path:
+    """Return ``$FEDSSL_CACHE_DIR`` if set, else ``~/.cache/fedssl``."""
+    env = os.environ.get("FEDSSL_CACHE_DIR", "")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "fedssl"
+
+
+def to_rgb_array(image: Image.Image, size: int) -> np.ndarray:
+    """Convert a PIL image to ``uint8 [size, size, 3]`` RGB, resizing only when needed.
+
+    Resizing uses bilinear filtering, which Pillow antialiases when downscaling. The aspect
+    ratio is not preserved: every image is stretched to a square.
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize a ``uint8 [N, H, W, 3]`` batch to ``[N, size, size, 3]`` (no-op if already so)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((images.shape[0], size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[i] = to_rgb_array(Image.fromarray(img), size)
+    return out
+
+
+def load_image_file(path: str | Path, size: int) -> np.ndarray:
+    """Decode an image file to ``uint8 [size, size, 3]`` RGB (grayscale/RGBA converted)."""
+    with Image.open(path) as img:
+        return to_rgb_array(img, size)
+
+
+def stack_images(arrays: list[np.ndarray], size: int) -> np.ndarray:
+    """Stack per-image arrays into ``[N, size, size, 3]``; an empty list gives ``N = 0``."""
+    if not arrays:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    return np.stack(arrays).astype(np.uint8, copy=False)

@@ -1,0 +1,75 @@
+"""Run config: defaults in pyproject agree with RunConfig; bad values fail with clear messages."""
+
+import dataclasses
+
+import pytest
+
+from fedssl.config import ConfigError, RunConfig, load_defaults, parse_overrides
+
+
+def test_pyproject_defaults_match_dataclass_defaults():
+    defaults = load_defaults()
+    fields = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)}
+    assert defaults == fields
+
+
+def test_round_trip_through_flower_run_config():
+    cfg = RunConfig.from_run_config(load_defaults())
+    assert RunConfig.from_run_config(cfg.to_run_config()) == cfg
+
+
+def test_int_is_accepted_for_float_key():
+    cfg = RunConfig.from_run_config({"lr": 1})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected_fragments"),
+    [
+        ("strategy", "nosuch", ["strategy='nosuch'", "fedavg", "fedyogi", "krum"]),
+        ("model", "resnet1000", ["model='resnet1000'", "small-cnn", "resnet18", "vit-tiny"]),
+        ("ssl-method", "moco", ["ssl-method='moco'", "simclr", "byol", "simsiam", "barlowtwins"]),
+        ("dataset", "mnist", ["dataset='mnist'", "embedded-digits", "cifar10", "tiny-imagenet"]),
+        ("partitioner", "zipf", ["partitioner='zipf'", "iid", "dirichlet", "shard"]),
+        ("num-server-rounds", 0, ["num-server-rounds=0", ">= 1"]),
+        ("fraction-train", 1.5, ["fraction-train=1.5", "<= 1.0"]),
+        ("dirichlet-alpha", 0.0, ["dirichlet-alpha=0.0", "> 0.0"]),
+        ("lr", "fast", ["lr='fast'", "expected float"]),
+        ("wandb-mode", "cloud", ["offline", "online", "disabled"]),
+    ],
+)
+def test_invalid_values_name_key_value_and_choices(key, value, expected_fragments):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_run_config({key: value})
+    for fragment in expected_fragments:
+        assert fragment in str(err.value)
+
+
+def test_unknown_key_is_refused():
+    with pytest.raises(ConfigError, match="unknown run-config key"):
+        RunConfig.from_run_config({"num-rounds": 3})
+
+
+def test_missing_data_directory_for_real_dataset(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_run_config({"dataset": "cifar10", "data-dir": str(tmp_path / "nope")})
+    assert "data-dir" in str(err.value) and "nope" in str(err.value)
+
+
+def test_resume_from_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ConfigError, match="checkpoint"):
+        RunConfig.from_run_config({"resume-from": str(tmp_path)})
+
+
+def test_min_available_below_min_train_is_refused():
+    with pytest.raises(ConfigError, match="min-available-nodes"):
+        RunConfig.from_run_config({"min-train-nodes": 5, "min-available-nodes": 2})
+
+
+def test_parse_overrides_reads_toml_values_and_bare_strings():
+    parsed = parse_overrides(["lr=0.1", "num-server-rounds=3", "strategy=fedyogi",
+                              'run-name="a b"', "linear-probe=false"])
+    assert parsed == {"lr": 0.1, "num-server-rounds": 3, "strategy": "fedyogi",
+                      "run-name": "a b", "linear-probe": False}
+    with pytest.raises(ConfigError):
+        parse_overrides(["lr"])

@@ -1,0 +1,149 @@
+"""End to end through real Flower processes: `fedssl run` -> private SuperLink -> Ray clients.
+
+Each run is tiny (few local steps, small eval subsets) so that the whole file stays in the
+low minutes on 2 CPU cores; what is checked is behaviour, not accuracy.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fedssl.cli import main
+
+pytestmark = pytest.mark.e2e
+
+TINY = [
+    "num-server-rounds=2", "max-local-steps=2", "batch-size=32", "eval-every=1",
+    "eval-max-samples=300", "linear-probe=false", "wandb-mode=disabled",
+    "min-train-nodes=2", "min-available-nodes=3", "partitioner=iid",
+]
+
+
+def fedssl_run(tmp_path: Path, name: str, *overrides: str, supernodes: int = 3) -> Path:
+    run_dir = tmp_path / name
+    code = main(["run", "-q", "--num-supernodes", str(supernodes), *TINY,
+                 f"output-dir={run_dir}", *overrides])
+    assert code == 0, f"fedssl run {name} exited {code}"
+    return run_dir
+
+
+def final_state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "final_model.pt", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """Two rounds of FedAvgM (server momentum: a strategy with state to checkpoint)."""
+    return fedssl_run(tmp_path_factory.mktemp("ref"), "ref", "strategy=fedavgm", "seed=3")
+
+
+def test_run_writes_results(reference_run):
+    for name in ("config.json", "metrics.csv", "summary.json", "partitions.csv",
+                 "partitions.png", "metrics.png", "checkpoint.pt", "final_model.pt"):
+        assert (reference_run / name).is_file(), name
+    metrics = pd.read_csv(reference_run / "metrics.csv")
+    assert set(metrics.columns) == {"round", "phase", "source", "partition", "metric", "value"}
+    client_loss = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
+    assert sorted(client_loss["round"].unique()) == [1, 2]
+    assert sorted(client_loss["partition"].unique()) == [0, 1, 2]
+    knn = metrics[(metrics["phase"] == "central") & (metrics["metric"] == "knn-accuracy")]
+    assert list(knn["round"]) == [1, 2] and knn["value"].between(0, 1).all()
+    summary = json.loads((reference_run / "summary.json").read_text())
+    assert summary["rounds"] == 2 and summary["num-partitions"] == 3
+    assert 0.0 <= summary["knn-accuracy"] <= 1.0
+    partitions = pd.read_csv(reference_run / "partitions.csv", index_col="partition")
+    assert partitions.to_numpy().sum() == 5748  # every training image, once (iid)
+
+
+def test_same_seed_gives_identical_global_model(tmp_path, reference_run):
+    again = fedssl_run(tmp_path, "again", "strategy=fedavgm", "seed=3")
+    assert_same_state(final_state(reference_run), final_state(again))
+
+
+def test_different_seed_gives_different_model(tmp_path, reference_run):
+    other = fedssl_run(tmp_path, "other", "strategy=fedavgm", "seed=4")
+    a, b = final_state(reference_run), final_state(other)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
+def test_resume_ends_with_the_same_model(tmp_path, reference_run):
+    first = fedssl_run(tmp_path, "resumed", "strategy=fedavgm", "seed=3",
+                       "num-server-rounds=1")
+    assert json.loads((first / "summary.json").read_text())["rounds"] == 1
+    fedssl_run(tmp_path, "resumed", "strategy=fedavgm", "seed=3", f"resume-from={first}")
+    assert_same_state(final_state(reference_run), final_state(first))
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["resumed-after-round"] == 1
+    metrics = pd.read_csv(first / "metrics.csv")
+    train_rows = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
+    assert train_rows.groupby("round").size().to_dict() == {1: 3, 2: 3}
+
+
+@pytest.mark.parametrize("kind", ["raise", "nan", "shape"])
+def test_faulty_client_is_left_out_and_run_continues(tmp_path, kind):
+    run_dir = fedssl_run(tmp_path, kind, "fault-partition=1", f"fault-kind={kind}",
+                         "num-server-rounds=1", "eval-every=0")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    failures = metrics[(metrics["source"] == "server") & (metrics["metric"] == "failures")]
+    assert failures["value"].tolist() == [1]
+    clients = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
+    assert sorted(clients["partition"]) == [0, 2]
+    assert json.loads((run_dir / "summary.json").read_text())["total-failures"] == 1
+
+
+def test_too_few_replies_keep_the_previous_model(tmp_path):
+    run_dir = fedssl_run(tmp_path, "few", "fault-partition=0", "min-train-nodes=3",
+                         "num-server-rounds=1", "eval-every=0", "seed=5")
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["arrays"]
+    from fedssl.clients import get_task
+    from fedssl.config import RunConfig, load_defaults
+
+    torch.manual_seed(5)
+    cfg = RunConfig.from_run_config(load_defaults())
+    initial = get_task("image-ssl").build_model(cfg).state_dict()
+    for key, value in initial.items():
+        assert torch.equal(torch.from_numpy(state[key]), value), key
+
+
+def test_unknown_strategy_fails_fast_before_any_process():
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fedssl.cli", "run", "strategy=nosuch"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "strategy='nosuch'" in proc.stderr and "fedavg" in proc.stderr
+    assert "fedyogi" in proc.stderr and "krum" in proc.stderr
+    assert time.perf_counter() - start < 60
+    assert "SuperLink" not in proc.stdout
+
+
+def test_experiment_runs_every_variant_and_tabulates(tmp_path):
+    spec = tmp_path / "exp.toml"
+    spec.write_text(
+        '[experiment]\nname = "tiny"\nseeds = [0]\nnum-supernodes = 3\n\n'
+        '[base]\nnum-server-rounds = 1\nmax-local-steps = 1\nbatch-size = 32\n'
+        'eval-max-samples = 200\nlinear-probe = false\nwandb-mode = "disabled"\n'
+        'min-available-nodes = 3\n\n'
+        '[grid]\nssl-method = ["simclr", "simsiam"]\n'
+    )
+    code = main(["experiment", "-q", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert code == 0
+    (root,) = (tmp_path / "runs").iterdir()
+    table = pd.read_csv(root / "results.csv")
+    assert sorted(table["ssl-method"]) == ["simclr", "simsiam"]
+    assert "knn-accuracy mean" in table.columns
+    assert (root / "results.md").read_text().count("|") > 10
+    assert (root / "final_accuracy.png").is_file()
+    runs = pd.read_csv(root / "runs.csv")
+    assert (runs["status"] == "finished:completed").all()

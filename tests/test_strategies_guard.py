@@ -1,0 +1,113 @@
+"""GuardedStrategy: faulty replies are left out and counted; too few keep the old model."""
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app.error import Error
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedssl.strategies import GuardedStrategy, build_strategy, check_reply_arrays
+from fedssl.strategies.registry import STRATEGIES, StrategyParams
+
+SPEC = {"w": ((2, 2), "float32"), "b": ((2,), "float32")}
+
+
+def test_check_reply_arrays_accepts_matching_arrays():
+    arrays = {"w": np.ones((2, 2), np.float32), "b": np.zeros(2, np.float32)}
+    assert check_reply_arrays(SPEC, arrays) is None
+
+
+@pytest.mark.parametrize(
+    ("arrays", "fragment"),
+    [
+        ({"w": np.ones((2, 2), np.float32)}, "wrong keys"),
+        ({"w": np.ones((2, 3), np.float32), "b": np.zeros(2, np.float32)}, "wrong shape"),
+        ({"w": np.full((2, 2), np.nan, np.float32), "b": np.zeros(2, np.float32)}, "non-finite"),
+        ({"w": np.ones((2, 2), np.float32), "b": np.array([np.inf, 0], np.float32)}, "non-finite"),
+    ],
+)
+def test_check_reply_arrays_rejects(arrays, fragment):
+    assert fragment in check_reply_arrays(SPEC, arrays)
+
+
+# ---------------------------------------------------------------- aggregation with fakes of replies
+@pytest.fixture(autouse=True)
+def _task_identity():
+    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 1
+
+
+def _instruction(node_id: int) -> Message:
+    return Message(RecordDict({"config": ConfigRecord()}), dst_node_id=node_id,
+                   message_type=MessageType.TRAIN)
+
+
+def _reply(node_id: int, w: float, n: int, *, arrays=None, error: bool = False) -> Message:
+    arrays = arrays if arrays is not None else {
+        "w": np.full((2, 2), w, np.float32), "b": np.full(2, w, np.float32)}
+    instruction = _instruction(node_id)
+    if error:
+        reply = Message(Error(code=2, reason="Traceback...\nRuntimeError: boom"),
+                        reply_to=instruction)
+    else:
+        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                              "metrics": MetricRecord({"num-examples": n, "train-loss": w,
+                                                       "partition-id": node_id})})
+        reply = Message(content, reply_to=instruction)
+    reply.metadata.__dict__["_src_node_id"] = node_id
+    return reply
+
+
+def _guard(min_train_nodes=2):
+    seen = []
+    guard = GuardedStrategy(
+        FedAvg(min_train_nodes=1, min_available_nodes=1),
+        min_train_nodes=min_train_nodes,
+        partition_of=lambda nid: nid,
+        round_offset=3,
+        on_client_metrics=lambda rnd, phase, pid, m: seen.append((rnd, phase, pid, m)),
+    )
+    guard._expected = {k: v for k, v in SPEC.items()}
+    return guard, seen
+
+
+def test_faulty_replies_are_left_out_and_counted():
+    guard, seen = _guard()
+    replies = [
+        _reply(1, 1.0, 10),
+        _reply(2, 3.0, 30),
+        _reply(3, 0.0, 10, error=True),
+        _reply(4, 0.0, 10, arrays={"w": np.full((2, 2), np.nan, np.float32),
+                                   "b": np.zeros(2, np.float32)}),
+        _reply(5, 0.0, 10, arrays={"w": np.ones((3, 2), np.float32),
+                                   "b": np.zeros(2, np.float32)}),
+    ]
+    arrays, metrics = guard.aggregate_train(1, replies)
+    # FedAvg over the two good replies: (1*10 + 3*30) / 40 = 2.5
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 2), 2.5))
+    assert metrics["failures"] == 3 and metrics["valid-replies"] == 2
+    assert [(rnd, pid) for rnd, _, pid, _ in seen] == [(4, 1), (4, 2)]  # offset round, sorted
+    assert guard.train_metrics[4]["failures"] == 3
+
+
+def test_too_few_valid_replies_keep_the_previous_model():
+    guard, _ = _guard(min_train_nodes=2)
+    arrays, metrics = guard.aggregate_train(1, [_reply(1, 1.0, 10), _reply(2, 0, 1, error=True)])
+    assert arrays is None
+    assert metrics["failures"] == 1 and metrics["valid-replies"] == 1
+
+
+def test_reply_order_does_not_change_the_aggregate():
+    guard, _ = _guard()
+    forward = [_reply(i, float(i) / 7, 10 + i) for i in range(1, 6)]
+    backward = [_reply(i, float(i) / 7, 10 + i) for i in reversed(range(1, 6))]
+    a, _ = guard.aggregate_train(1, forward)
+    b, _ = guard.aggregate_train(1, backward)
+    assert np.array_equal(a["w"].numpy(), b["w"].numpy())
+
+
+def test_every_registered_strategy_builds_and_unknown_lists_valid():
+    for name in STRATEGIES:
+        assert build_strategy(name, StrategyParams()) is not None
+    with pytest.raises(ValueError, match="fedavg, fedavgm"):
+        build_strategy("nosuch", StrategyParams())
