@@ -65,6 +65,11 @@ class RunConfig:
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
     temperature: float = _key(0.5, "SimCLR NT-Xent temperature", gt=0.0)
     byol_momentum: float = _key(0.99, "BYOL target EMA base momentum", min=0.0, max=1.0)
+    # Augmentation strengths for every method's two views (lightly's CIFAR settings are
+    # crop-min-scale 0.08, color-jitter 0.5, hflip-prob 0.5; the defaults suit small digits).
+    crop_min_scale: float = _key(0.5, "smallest random-resized-crop area", gt=0.0, max=1.0)
+    color_jitter: float = _key(0.8, "colour jitter strength", min=0.0)
+    hflip_prob: float = _key(0.0, "horizontal flip probability", min=0.0, max=1.0)
     # --- data
     dataset: str = _key("embedded-digits", "dataset", choices="datasets")
     data_dir: str = _key("", "dataset directory (real datasets)")
@@ -76,7 +81,7 @@ class RunConfig:
     # --- local training
     local_epochs: int = _key(1, "local epochs per round", min=1)
     batch_size: int = _key(128, "local batch size", min=2)
-    lr: float = _key(0.03, "local SGD learning rate", gt=0.0)
+    lr: float = _key(0.1, "local SGD learning rate", gt=0.0)
     momentum: float = _key(0.9, "local SGD momentum", min=0.0, lt=1.0)
     weight_decay: float = _key(1e-4, "local SGD weight decay", min=0.0)
     max_local_steps: int = _key(0, "cap on local steps per round (0: no cap)", min=0)
@@ -182,7 +187,7 @@ def _coerce(key: str, value: Any, f: dataclasses.Field) -> Any:
     expected = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if expected is not bool and isinstance(value, bool) or not isinstance(value, expected):
+    if (expected is not bool and isinstance(value, bool)) or not isinstance(value, expected):
         raise ConfigError(
             f"{key}={value!r} has type {type(value).__name__}; expected {expected.__name__}"
         )
@@ -222,7 +227,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = (s.strip() for s in item.split("=", 1))
         try:
-            out[key] = tomllib.loads(f"v = {raw}")["v"]
+            value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            out[key] = raw
+            value = raw
+        # TOML reads the bare words nan and inf as floats; as overrides they are words.
+        if isinstance(value, float) and not math.isfinite(value):
+            value = raw
+        out[key] = value
     return out

@@ -25,6 +25,7 @@ from fedssl.datasets import (
 )
 from fedssl.models import (
     SSLModel,
+    ViewOptions,
     build_backbone,
     build_eval_transform,
     build_ssl_model,
@@ -96,13 +97,14 @@ def raw_pixel_probe(
     It depends on the data alone, not on the run, so it is computed once and kept in the
     dataset cache directory.
     """
-    key = hashlib.sha1(repr((dataset, data_dir, hf_dataset, image_size, max_samples, seed))
-                       .encode()).hexdigest()[:16]
-    path = default_cache_dir() / f"raw-pixel-probe-{key}.json"
-    if path.exists():
-        return float(json.loads(path.read_text())["accuracy"])
     data_key = (dataset, data_dir, hf_dataset, image_size)
     train, test = _train(data_key), _test(data_key)
+    # Key on the data itself (a fingerprint), not only its name: datasets get rebuilt.
+    fingerprint = hashlib.sha1(train.images[:256].tobytes() + test.labels.tobytes())
+    fingerprint.update(repr((len(train), len(test), max_samples, seed)).encode())
+    path = default_cache_dir() / f"raw-pixel-probe-{fingerprint.hexdigest()[:16]}.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["accuracy"])
     if max_samples:
         rng = np.random.default_rng(seed)
         train = train.subset(np.sort(rng.choice(len(train), min(max_samples, len(train)),
@@ -232,7 +234,9 @@ class ImageSSLTask(ClientTask):
         }
 
     def _loader(self, data: ImageArrays, cfg: RunConfig, *, shuffle: bool) -> DataLoader:
-        transform = build_ssl_transform(cfg.ssl_method, image_size=cfg.image_size)
+        views = ViewOptions(min_scale=cfg.crop_min_scale, cj_strength=cfg.color_jitter,
+                            hf_prob=cfg.hflip_prob)
+        transform = build_ssl_transform(cfg.ssl_method, image_size=cfg.image_size, views=views)
         batch_size = min(cfg.batch_size, len(data))
         # A last batch of one sample breaks BatchNorm; drop the ragged tail when it exists.
         return DataLoader(

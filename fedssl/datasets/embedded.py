@@ -24,34 +24,44 @@ from sklearn.datasets import load_digits, load_sample_images
 from fedssl.datasets.base import ImageArrays, default_cache_dir, resize_images
 
 # Bump when the construction below changes so that stale caches are not reused.
-VERSION = 1
+VERSION = 7
 CACHE_FILENAME = f"embedded-digits-v{VERSION}.npz"
 NUM_CLASSES = 10
 CANVAS = 32
 NUM_TRAIN_DIGITS = 1437
 COPIES = {"train": 4, "test": 3}
+# A finite bank of background crops, shared by all classes: with a fresh crop per image,
+# two augmented views could be matched by their background alone and self-supervised
+# methods learn photo texture instead of digits; with a shared bank the background no
+# longer identifies an image, while a linear probe on raw pixels still faces random
+# backgrounds, colours, scales and positions.
+NUM_BACKGROUNDS = 16
 CROP_SIDE = (40, 200)  # inclusive range of the square background crop, in photo pixels
 DIGIT_SIZE = (16, 28)  # inclusive range of the scaled digit side, in canvas pixels
+COLOUR_MIN = 128  # each channel of the digit colour is drawn from COLOUR_MIN..255
 MAX_SHIFT = 3  # the digit is placed within +-3 px of the canvas centre
 SEED = 0
 _KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-def _composite(
-    digit: np.ndarray, photos: list[Image.Image], rng: np.random.Generator
-) -> np.ndarray:
-    """Blend one 8x8 digit (values 0..16) onto a random photo crop, MNIST-M style."""
-    photo = photos[rng.integers(len(photos))]
-    side = int(rng.integers(CROP_SIDE[0], CROP_SIDE[1] + 1))
-    top = int(rng.integers(0, photo.height - side + 1))
-    left = int(rng.integers(0, photo.width - side + 1))
-    # resize(box=...) crops and resizes in one pass without copying the crop first.
-    background = np.asarray(
-        photo.resize(
-            (CANVAS, CANVAS), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
-        ),
-        dtype=np.float32,
-    )
+def _background_bank(photos: list[Image.Image], rng: np.random.Generator) -> np.ndarray:
+    """NUM_BACKGROUNDS random square crops of the photos, resized to the canvas."""
+    bank = []
+    for _ in range(NUM_BACKGROUNDS):
+        photo = photos[rng.integers(len(photos))]
+        side = int(rng.integers(CROP_SIDE[0], CROP_SIDE[1] + 1))
+        top = int(rng.integers(0, photo.height - side + 1))
+        left = int(rng.integers(0, photo.width - side + 1))
+        # resize(box=...) crops and resizes in one pass without copying the crop first.
+        box = (left, top, left + side, top + side)
+        crop = photo.resize((CANVAS, CANVAS), Image.Resampling.BILINEAR, box=box)
+        bank.append(np.asarray(crop, dtype=np.float32))
+    return np.stack(bank)
+
+
+def _composite(digit: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blend one 8x8 digit (values 0..16) onto a random background crop, MNIST-M style."""
+    background = backgrounds[rng.integers(len(backgrounds))]
 
     size = int(rng.integers(DIGIT_SIZE[0], DIGIT_SIZE[1] + 1))
     # Resize in float mode so the mask keeps its full 0..1 precision.
@@ -64,7 +74,9 @@ def _composite(
     mask = np.zeros((CANVAS, CANVAS), dtype=np.float32)
     mask[y : y + size, x : x + size] = scaled
 
-    colour = rng.integers(0, 256, size=3).astype(np.float32)
+    # Bright colours only: |background - mask * colour| with a dark colour leaves the digit
+    # nearly invisible, which makes labels noise rather than a hard but fair task.
+    colour = rng.integers(COLOUR_MIN, 256, size=3).astype(np.float32)
     blended = np.abs(background - mask[..., None] * colour)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
@@ -82,13 +94,14 @@ def build_embedded_digits(seed: int = SEED) -> dict[str, np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(digits.target))
     split_digits = {"train": order[:NUM_TRAIN_DIGITS], "test": order[NUM_TRAIN_DIGITS:]}
     rng = np.random.default_rng(seed)
+    backgrounds = _background_bank(photos, rng)
     out: dict[str, np.ndarray] = {}
     for split, idx in split_digits.items():
         # Copy-major order spreads the copies of one digit across the split, so consecutive
         # slices (as the paper-style partitioner takes) do not hold near-duplicates.
         source = np.tile(idx, COPIES[split])
         out[f"{split}_images"] = np.stack(
-            [_composite(digits.images[i], photos, rng) for i in source]
+            [_composite(digits.images[i], backgrounds, rng) for i in source]
         )
         out[f"{split}_labels"] = digits.target[source].astype(np.int64)
     return out

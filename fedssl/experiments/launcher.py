@@ -88,6 +88,8 @@ class LocalSuperLink:
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
             "PYTHONUNBUFFERED": "1",
+            # The SuperLink spawns flower-superexec / flwr-simulation by name.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "fedssl"\n\n[superlink.fedssl]\n'

@@ -15,8 +15,11 @@ class RoundProgress:
 
     def __init__(self, total_rounds: int, *, quiet: bool = False, desc: str = "rounds") -> None:
         self.quiet = quiet
+        # Without a terminal a redrawn bar is noise in a log file: the "[fedssl] round"
+        # lines of the Flower log carry the same progress there.
+        self.interactive = sys.stderr.isatty()
         self.bar = tqdm(total=total_rounds, desc=desc, unit="round", file=sys.stderr,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, disable=not self.interactive)
 
     def __enter__(self) -> RoundProgress:
         return self
@@ -25,7 +28,7 @@ class RoundProgress:
         self.bar.close()
 
     def write(self, line: str) -> None:
-        if not self.quiet:
+        if not self.quiet or (not self.interactive and "[fedssl]" in line):
             self.bar.write(line, file=sys.stdout)
 
     def update(self, done: int, total: int) -> None:

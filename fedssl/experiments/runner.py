@@ -11,12 +11,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from fedssl.experiments.launcher import Federation, LocalSuperLink  # noqa: E402
-from fedssl.experiments.progress import RoundProgress  # noqa: E402
-from fedssl.experiments.spec import ExperimentSpec  # noqa: E402
+from fedssl.experiments.launcher import Federation, LocalSuperLink
+from fedssl.experiments.progress import RoundProgress
+from fedssl.experiments.spec import ExperimentSpec
 
 __all__ = ["results_table", "run_experiment", "write_report"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedssl.clients import get_task
@@ -43,11 +43,11 @@ def train(msg: Message, context: Context) -> Message:
         server_round=int(config["server-round"]),
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )
-    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    state = model.state_dict()
     if pid == cfg.fault_partition:
-        arrays = inject_fault(arrays, cfg.fault_kind)
+        state = inject_fault(state, cfg.fault_kind)
     return Message(
-        RecordDict({"arrays": to_array_record(arrays), "metrics": MetricRecord(metrics)}),
+        RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}),
         reply_to=msg,
     )
 
@@ -73,18 +73,14 @@ def query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
-def inject_fault(arrays: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+def inject_fault(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
     """Corrupt a reply the way a broken client would (fault-kind = nan | shape | keys)."""
-    arrays = dict(arrays)
-    first = next(k for k, v in arrays.items() if v.dtype.kind == "f")
+    state = dict(state)
+    first = next(k for k, v in state.items() if v.is_floating_point())
     if kind == "nan":
-        arrays[first] = np.full_like(arrays[first], np.nan)
+        state[first] = torch.full_like(state[first], float("nan"))
     elif kind == "shape":
-        arrays[first] = np.zeros((*arrays[first].shape, 2), dtype=arrays[first].dtype)
+        state[first] = torch.zeros((*state[first].shape, 2), dtype=state[first].dtype)
     elif kind == "keys":
-        del arrays[first]
-    return arrays
-
-
-def to_array_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        del state[first]
+    return state

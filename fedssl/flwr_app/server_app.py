@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
@@ -135,7 +143,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     if checkpoint:
         vars(inner).update(checkpoint["strategy-state"])
         _set_rng_state(checkpoint["rng"])
-        initial_arrays = ArrayRecord({k: Array(v) for k, v in checkpoint["arrays"].items()})
+        initial_arrays = ArrayRecord(checkpoint["arrays"])
         log(INFO, "%s resuming after round %d from %s", PROGRESS_PREFIX, done_rounds,
             cfg.resume_from)
 
@@ -151,12 +159,17 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     )
     eval_model = task.build_model(cfg)
     t_rounds = time.perf_counter()
+    round_clock = [t_rounds]  # end of the previous round, for per-round wall times
 
     def after_round(local_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         rnd = local_round + done_rounds
         if local_round == 0:
+            round_clock[0] = time.perf_counter()
             return None  # round 0 is the random init; the final evaluation covers it
-        train_metrics = strategy.train_metrics.get(rnd, {})
+        now = time.perf_counter()
+        train_metrics = strategy.train_metrics.get(rnd, {}) | {
+            "round-wall-time-s": now - round_clock[0]}
+        round_clock[0] = now
         recorder.log(rnd, "train", train_metrics)
         central: dict[str, float] = {}
         if cfg.eval_every and (rnd % cfg.eval_every == 0 or rnd == cfg.num_server_rounds):
@@ -167,7 +180,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
                   | {f"central/{k}": v for k, v in central.items()})
         save_checkpoint(run_dir, {
             "round": rnd,
-            "arrays": {k: a.numpy() for k, a in arrays.items()},
+            "arrays": arrays.to_torch_state_dict(),
             "strategy-state": _strategy_state(inner),
             "rng": _rng_state(),
             "wandb-id": wandb.run_id,
@@ -187,7 +200,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         train_config=ConfigRecord({}),
         evaluate_fn=after_round,
     )
-    final_arrays = result.arrays if result.arrays is not None else initial_arrays
+    # Flower leaves Result.arrays empty when no round produced an aggregate.
+    final_arrays = result.arrays if len(result.arrays) else initial_arrays
     t_train = time.perf_counter() - t_rounds
 
     log(INFO, "%s final evaluation (linear probe: %s)", PROGRESS_PREFIX, cfg.linear_probe)

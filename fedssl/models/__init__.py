@@ -25,7 +25,7 @@ from fedssl.models.byol import BYOL
 from fedssl.models.registry import Registry
 from fedssl.models.simclr import SimCLR
 from fedssl.models.simsiam import SimSiam
-from fedssl.models.transforms import NORMALIZE, build_eval_transform
+from fedssl.models.transforms import NORMALIZE, ViewOptions, build_eval_transform
 
 __all__ = [
     "BACKBONES",
@@ -40,6 +40,7 @@ __all__ = [
     "SSLOptions",
     "SimCLR",
     "SimSiam",
+    "ViewOptions",
     "build_backbone",
     "build_eval_transform",
     "build_ssl_model",
@@ -124,7 +125,7 @@ def build_ssl_model(
 
 
 def build_ssl_transform(
-    method: str, *, image_size: int = 32
+    method: str, *, image_size: int = 32, views: ViewOptions | None = None
 ) -> Callable[[Image], list[torch.Tensor]]:
     """Return the method's lightly two-view training transform (normalised float tensors).
 
@@ -138,4 +139,6 @@ def build_ssl_transform(
     ValueError
         If ``method`` is unknown (the message lists valid names).
     """
-    return SSL_REGISTRY.get(method).build_transform(image_size=image_size)
+    return SSL_REGISTRY.get(method).build_transform(
+        image_size=image_size, views=views or ViewOptions()
+    )

@@ -10,6 +10,7 @@ from torch import nn
 
 from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
 from fedssl.models.byol import build_byol_views
+from fedssl.models.transforms import DEFAULT_VIEWS, ViewOptions
 
 __all__ = ["BarlowTwins"]
 
@@ -41,12 +42,14 @@ class BarlowTwins(SSLModel):
         return cls(backbone, projection_dim=options.projection_dim, hidden_dim=options.hidden_dim)
 
     @classmethod
-    def build_transform(cls, *, image_size: int = 32) -> BYOLTransform:
+    def build_transform(
+        cls, *, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
+    ) -> BYOLTransform:
         """Lightly's asymmetric BYOL views, as in lightly's Barlow Twins example.
 
         See :func:`fedssl.models.byol.build_byol_views`.
         """
-        return build_byol_views(image_size=image_size)
+        return build_byol_views(image_size=image_size, views=views)
 
     def training_loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Barlow Twins loss between the projections of the two views."""

@@ -13,7 +13,7 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
-from fedssl.models.transforms import NORMALIZE, check_image_size
+from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["BYOL", "build_byol_views"]
 
@@ -22,7 +22,7 @@ __all__ = ["BYOL", "build_byol_views"]
 _SCHEDULE_STEPS = 10_000
 
 
-def build_byol_views(*, image_size: int = 32) -> BYOLTransform:
+def build_byol_views(*, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS) -> BYOLTransform:
     """Lightly's asymmetric BYOL views (also used for Barlow Twins, as in lightly's example).
 
     View 1: blur p=1.0, no solarisation; view 2: blur p=0.1, solarisation p=0.2 (lightly's
@@ -34,13 +34,13 @@ def build_byol_views(*, image_size: int = 32) -> BYOLTransform:
     return BYOLTransform(
         view_1_transform=BYOLView1Transform(
             input_size=image_size,
-            min_scale=0.08,
+            **views.kwargs(min_scale=0.08),
             gaussian_blur=0.0 if small else 1.0,
             normalize=NORMALIZE,
         ),
         view_2_transform=BYOLView2Transform(
             input_size=image_size,
-            min_scale=0.08,
+            **views.kwargs(min_scale=0.08),
             gaussian_blur=0.0 if small else 0.1,
             normalize=NORMALIZE,
         ),
@@ -96,9 +96,11 @@ class BYOL(SSLModel):
         )
 
     @classmethod
-    def build_transform(cls, *, image_size: int = 32) -> BYOLTransform:
+    def build_transform(
+        cls, *, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
+    ) -> BYOLTransform:
         """See :func:`build_byol_views`."""
-        return build_byol_views(image_size=image_size)
+        return build_byol_views(image_size=image_size, views=views)
 
     def momentum_at(self, progress: float) -> float:
         """EMA momentum for ``progress`` in [0, 1]: cosine from ``base_momentum`` to 1.0."""

@@ -9,7 +9,7 @@ from lightly.transforms import SimCLRTransform
 from torch import nn
 
 from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
-from fedssl.models.transforms import NORMALIZE, check_image_size
+from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["SimCLR"]
 
@@ -53,7 +53,9 @@ class SimCLR(SSLModel):
         )
 
     @classmethod
-    def build_transform(cls, *, image_size: int = 32) -> SimCLRTransform:
+    def build_transform(
+        cls, *, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
+    ) -> SimCLRTransform:
         """Lightly's SimCLR views with the settings of lightly's CIFAR-10 benchmark.
 
         Random resized crop (``min_scale=0.08``), horizontal flip, colour jitter (p=0.8,
@@ -65,8 +67,7 @@ class SimCLR(SSLModel):
         small = image_size <= 64
         return SimCLRTransform(
             input_size=image_size,
-            cj_strength=0.5,
-            min_scale=0.08,
+            **views.kwargs(cj_strength=0.5, min_scale=0.08),
             gaussian_blur=0.0 if small else 0.5,
             normalize=NORMALIZE,
         )

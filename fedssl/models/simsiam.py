@@ -9,7 +9,7 @@ from lightly.transforms import SimSiamTransform
 from torch import nn
 
 from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
-from fedssl.models.transforms import NORMALIZE, check_image_size
+from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["SimSiam"]
 
@@ -44,7 +44,9 @@ class SimSiam(SSLModel):
         return cls(backbone, projection_dim=options.projection_dim, hidden_dim=options.hidden_dim)
 
     @classmethod
-    def build_transform(cls, *, image_size: int = 32) -> SimSiamTransform:
+    def build_transform(
+        cls, *, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
+    ) -> SimSiamTransform:
         """Lightly's SimSiam views: crop ``min_scale=0.2`` (lightly's default), flip, jitter.
 
         Gaussian blur is off for ``image_size <= 64`` (lightly's CIFAR-10 setting), on
@@ -53,7 +55,7 @@ class SimSiam(SSLModel):
         check_image_size(image_size)
         return SimSiamTransform(
             input_size=image_size,
-            min_scale=0.2,
+            **views.kwargs(min_scale=0.2),
             gaussian_blur=0.0 if image_size <= 64 else 0.5,
             normalize=NORMALIZE,
         )

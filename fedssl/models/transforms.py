@@ -8,6 +8,7 @@ benchmarks use. Evaluation must use the same statistics, so it is built here onc
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from lightly.transforms.torchvision_v2_compatibility import torchvision_transforms as T
@@ -50,3 +51,27 @@ def build_eval_transform(*, image_size: int = 32) -> Callable[[Image], torch.Ten
             T.Normalize(mean=NORMALIZE["mean"], std=NORMALIZE["std"]),
         ]
     )
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """Augmentation strengths shared by every method's two-view transform.
+
+    ``None`` keeps the method's own lightly setting (SimCLR: min_scale 0.08, cj_strength 0.5;
+    SimSiam: min_scale 0.2; BYOL/Barlow Twins: min_scale 0.08, lightly's jitter; hflip 0.5).
+    Small digits need larger crops and no flips: a 0.08-area crop of a 32x32 digit image
+    usually misses the digit, and a flipped 2 is a 5-like shape.
+    """
+
+    min_scale: float | None = None
+    cj_strength: float | None = None
+    hf_prob: float | None = None
+
+    def kwargs(self, **defaults: float) -> dict[str, float]:
+        """lightly keyword arguments: the set options over the method's ``defaults``."""
+        chosen = {"min_scale": self.min_scale, "cj_strength": self.cj_strength,
+                  "hf_prob": self.hf_prob}
+        return defaults | {k: v for k, v in chosen.items() if v is not None}
+
+
+DEFAULT_VIEWS = ViewOptions()
