@@ -63,7 +63,7 @@ class RunConfig:
     ssl_method: str = _key("simclr", "self-supervised method (lightly)", choices="ssl")
     projection_dim: int = _key(128, "projection head output size", min=1)
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
-    temperature: float = _key(0.5, "SimCLR NT-Xent temperature", gt=0.0)
+    temperature: float = _key(0.1, "SimCLR NT-Xent temperature", gt=0.0)
     byol_momentum: float = _key(0.99, "BYOL target EMA base momentum", min=0.0, max=1.0)
     # Augmentation strengths for every method's two views (lightly's CIFAR settings are
     # crop-min-scale 0.08, color-jitter 0.5, hflip-prob 0.5; the defaults suit small digits).
@@ -76,7 +76,9 @@ class RunConfig:
     hf_dataset: str = _key("", "Hugging Face dataset id (dataset=hf)")
     image_size: int = _key(32, "image side in pixels", min=8, max=512)
     partitioner: str = _key("dirichlet", "how data is split over clients", choices="partitioners")
-    dirichlet_alpha: float = _key(1.0, "Dirichlet concentration (dirichlet, paper-dirichlet)", gt=0.0)
+    dirichlet_alpha: float = _key(
+        1.0, "Dirichlet concentration (dirichlet, paper-dirichlet)", gt=0.0
+    )
     classes_per_client: int = _key(2, "classes per client (shard partitioner)", min=1)
     # --- local training
     local_epochs: int = _key(1, "local epochs per round", min=1)
@@ -86,7 +88,7 @@ class RunConfig:
     weight_decay: float = _key(1e-4, "local SGD weight decay", min=0.0)
     max_local_steps: int = _key(0, "cap on local steps per round (0: no cap)", min=0)
     # --- central evaluation
-    eval_every: int = _key(2, "kNN eval every k rounds (0: only at the end)", min=0)
+    eval_every: int = _key(4, "kNN eval every k rounds (0: only at the end)", min=0)
     knn_k: int = _key(20, "neighbours in the kNN monitor", min=1)
     eval_max_samples: int = _key(0, "cap on eval train/test samples (0: all)", min=0)
     linear_probe: bool = _key(True, "linear probe (trained and random-init) at the end")
@@ -129,9 +131,7 @@ class RunConfig:
         by_key = {_toml_key(f.name): f for f in dataclasses.fields(cls)}
         unknown = sorted(set(run_config) - set(by_key))
         if unknown:
-            raise ConfigError(
-                f"unknown run-config key(s) {unknown}; valid keys: {sorted(by_key)}"
-            )
+            raise ConfigError(f"unknown run-config key(s) {unknown}; valid keys: {sorted(by_key)}")
         kwargs = {by_key[k].name: _coerce(k, v, by_key[k]) for k, v in run_config.items()}
         return cls(**kwargs)
 

@@ -31,7 +31,9 @@ def extract_features(
     encoder.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = torch.stack([transform(Image.fromarray(im)) for im in images[start:start + batch_size]])
+        batch = torch.stack(
+            [transform(Image.fromarray(im)) for im in images[start : start + batch_size]]
+        )
         chunks.append(encoder(batch.to(device)).float().cpu())
     encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
@@ -51,8 +53,9 @@ def knn_accuracy(
     bank = torch.nn.functional.normalize(train_features, dim=1).t().contiguous()
     queries = torch.nn.functional.normalize(test_features, dim=1)
     bank_labels = torch.tensor(np.asarray(train_labels), dtype=torch.long)
-    pred = knn_predict(queries, bank, bank_labels, num_classes, knn_k=min(k, bank.shape[1]),
-                       knn_t=temperature)
+    pred = knn_predict(
+        queries, bank, bank_labels, num_classes, knn_k=min(k, bank.shape[1]), knn_t=temperature
+    )
     return float((pred[:, 0].numpy() == np.asarray(test_labels)).mean())
 
 

@@ -71,7 +71,12 @@ def _partitions(
     cfg_key: tuple, num_partitions: int, method: str, alpha: float, k: int, seed: int
 ) -> list[np.ndarray]:
     return partition_indices(
-        _train(cfg_key).labels, num_partitions, method=method, alpha=alpha, classes_per_partition=k, seed=seed
+        _train(cfg_key).labels,
+        num_partitions,
+        method=method,
+        alpha=alpha,
+        classes_per_partition=k,
+        seed=seed,
     )
 
 
@@ -107,11 +112,15 @@ def raw_pixel_probe(
         return float(json.loads(path.read_text())["accuracy"])
     if max_samples:
         rng = np.random.default_rng(seed)
-        train = train.subset(np.sort(rng.choice(len(train), min(max_samples, len(train)),
-                                                replace=False)))
+        train = train.subset(
+            np.sort(rng.choice(len(train), min(max_samples, len(train)), replace=False))
+        )
     accuracy = linear_probe_accuracy(
-        train.images.reshape(len(train), -1) / 255.0, train.labels,
-        test.images.reshape(len(test), -1) / 255.0, test.labels, seed=seed,
+        train.images.reshape(len(train), -1) / 255.0,
+        train.labels,
+        test.images.reshape(len(test), -1) / 255.0,
+        test.labels,
+        seed=seed,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"accuracy": accuracy, "dataset": dataset}))
@@ -144,8 +153,15 @@ class ImageSSLTask(ClientTask):
 
     def cached_model(self, cfg: RunConfig) -> SSLModel:
         """A model of this configuration, built once per process (weights get overwritten)."""
-        key = (cfg.model, cfg.ssl_method, cfg.image_size, cfg.projection_dim, cfg.hidden_dim,
-               cfg.temperature, cfg.byol_momentum)
+        key = (
+            cfg.model,
+            cfg.ssl_method,
+            cfg.image_size,
+            cfg.projection_dim,
+            cfg.hidden_dim,
+            cfg.temperature,
+            cfg.byol_momentum,
+        )
         if key not in self._models:
             self._models[key] = self.build_model(cfg).to(device_for_training())
         return self._models[key]
@@ -153,13 +169,25 @@ class ImageSSLTask(ClientTask):
     def _partition(self, cfg: RunConfig, partition_id: int, num_partitions: int) -> ImageArrays:
         if not 0 <= partition_id < num_partitions:
             raise ValueError(f"partition-id={partition_id} outside 0..{num_partitions - 1}")
-        parts = _partitions(_data_key(cfg), num_partitions, cfg.partitioner,
-                            cfg.dirichlet_alpha, cfg.classes_per_client, cfg.seed)
+        parts = _partitions(
+            _data_key(cfg),
+            num_partitions,
+            cfg.partitioner,
+            cfg.dirichlet_alpha,
+            cfg.classes_per_client,
+            cfg.seed,
+        )
         return _train(_data_key(cfg)).subset(parts[partition_id])
 
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
-        parts = _partitions(_data_key(cfg), num_partitions, cfg.partitioner,
-                            cfg.dirichlet_alpha, cfg.classes_per_client, cfg.seed)
+        parts = _partitions(
+            _data_key(cfg),
+            num_partitions,
+            cfg.partitioner,
+            cfg.dirichlet_alpha,
+            cfg.classes_per_client,
+            cfg.seed,
+        )
         train = _train(_data_key(cfg))
         return class_histograms(train.labels, parts, train.num_classes)
 
@@ -179,8 +207,13 @@ class ImageSSLTask(ClientTask):
         if len(data) < 2:
             # A Dirichlet split can leave a client (almost) empty; BatchNorm cannot train on
             # one sample. The reply carries weight num-examples=0, so it changes nothing.
-            return {"train-loss": 0.0, "num-examples": 0, "local-steps": 0,
-                    "train-time": time.perf_counter() - start, "partition-id": partition_id}
+            return {
+                "train-loss": 0.0,
+                "num-examples": 0,
+                "local-steps": 0,
+                "train-time": time.perf_counter() - start,
+                "partition-id": partition_id,
+            }
         seed_everything(cfg.seed, server_round, partition_id)
         device = next(model.parameters()).device
         loader = self._loader(data, cfg, shuffle=True)
@@ -202,7 +235,8 @@ class ImageSSLTask(ClientTask):
                 loss = model.training_loss([v.to(device) for v in views])
                 if global_params:
                     # FedProx: Flower's strategy only sends mu; the proximal term is ours.
-                    prox = sum(((p - g) ** 2).sum() for p, g in zip(params, global_params))
+                    pairs = zip(params, global_params, strict=True)
+                    prox = sum(((p - g) ** 2).sum() for p, g in pairs)
                     loss = loss + 0.5 * proximal_mu * prox
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -234,8 +268,9 @@ class ImageSSLTask(ClientTask):
         }
 
     def _loader(self, data: ImageArrays, cfg: RunConfig, *, shuffle: bool) -> DataLoader:
-        views = ViewOptions(min_scale=cfg.crop_min_scale, cj_strength=cfg.color_jitter,
-                            hf_prob=cfg.hflip_prob)
+        views = ViewOptions(
+            min_scale=cfg.crop_min_scale, cj_strength=cfg.color_jitter, hf_prob=cfg.hflip_prob
+        )
         transform = build_ssl_transform(cfg.ssl_method, image_size=cfg.image_size, views=views)
         batch_size = min(cfg.batch_size, len(data))
         # A last batch of one sample breaks BatchNorm; drop the ragged tail when it exists.
@@ -265,8 +300,9 @@ class ImageSSLTask(ClientTask):
 
     def central_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
         f_train, train, f_test, test = self._features(model, cfg)
-        acc = knn_accuracy(f_train, train.labels, f_test, test.labels,
-                           num_classes=train.num_classes, k=cfg.knn_k)
+        acc = knn_accuracy(
+            f_train, train.labels, f_test, test.labels, num_classes=train.num_classes, k=cfg.knn_k
+        )
         return {"knn-accuracy": acc}
 
     def final_evaluate(
@@ -276,8 +312,12 @@ class ImageSSLTask(ClientTask):
         for prefix, net in (("", model), ("random-init-", baseline)):
             f_train, train, f_test, test = self._features(net, cfg)
             out[f"{prefix}knn-accuracy"] = knn_accuracy(
-                f_train, train.labels, f_test, test.labels,
-                num_classes=train.num_classes, k=cfg.knn_k,
+                f_train,
+                train.labels,
+                f_test,
+                test.labels,
+                num_classes=train.num_classes,
+                k=cfg.knn_k,
             )
             if cfg.linear_probe:
                 out[f"{prefix}linear-probe-accuracy"] = linear_probe_accuracy(
@@ -285,7 +325,11 @@ class ImageSSLTask(ClientTask):
                 )
         if cfg.linear_probe:
             out["raw-pixel-linear-probe-accuracy"] = raw_pixel_probe(
-                cfg.dataset, cfg.data_dir, cfg.hf_dataset, cfg.image_size,
-                cfg.eval_max_samples, cfg.seed,
+                cfg.dataset,
+                cfg.data_dir,
+                cfg.hf_dataset,
+                cfg.image_size,
+                cfg.eval_max_samples,
+                cfg.seed,
             )
         return out

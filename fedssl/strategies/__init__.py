@@ -8,4 +8,10 @@ order, round offset on resume). A new aggregation rule is one file here plus one
 from fedssl.strategies.guard import GuardedStrategy, check_reply_arrays
 from fedssl.strategies.registry import STRATEGIES, StrategyParams, build_strategy
 
-__all__ = ["STRATEGIES", "GuardedStrategy", "StrategyParams", "build_strategy", "check_reply_arrays"]
+__all__ = [
+    "STRATEGIES",
+    "GuardedStrategy",
+    "StrategyParams",
+    "build_strategy",
+    "check_reply_arrays",
+]

@@ -34,5 +34,7 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     """Read the checkpoint of an earlier run (our own files, so full unpickling is allowed)."""
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; give the run directory of an earlier run")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; give the run directory of an earlier run"
+        )
     return torch.load(path, map_location="cpu", weights_only=False)

@@ -70,12 +70,17 @@ class RunRecorder:
         server = frame[(frame["source"] == "server") & (frame["phase"].isin(["train", "central"]))]
         client_loss = frame[(frame["source"] == "client") & (frame["metric"] == "train-loss")]
         panels = sorted(set(zip(server["phase"], server["metric"], strict=True)))
-        panels = [p for p in panels if p[1] not in ("valid-replies",)]
+        panels = [p for p in panels if p[1] not in ("valid-replies", "local-steps")]
         if client_loss.empty and not panels:
             return None
         n = len(panels) + (not client_loss.empty)
-        fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
-        axes = axes[0]
+        ncols = min(n, 3)
+        nrows = -(-n // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.2 * nrows), squeeze=False)
+        axes = grid.ravel()
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        axes = axes[:n]
         i = 0
         if not client_loss.empty:
             per_round = client_loss.groupby("round")["value"]
