@@ -22,6 +22,15 @@ def resolve_config(
     cfg = RunConfig.from_run_config(merged)  # validates: raises ConfigError before any process
     if cfg.resume_from:
         cfg = cfg.replace(resume_from=str(Path(cfg.resume_from).resolve()))
+        from fedssl.tracking import load_checkpoint
+
+        done = load_checkpoint(cfg.resume_from)["round"]
+        if done >= cfg.num_server_rounds:
+            raise ConfigError(
+                f"resume-from={cfg.resume_from!r} already finished {done} rounds and "
+                f"num-server-rounds={cfg.num_server_rounds}; set num-server-rounds above "
+                f"{done} to continue it"
+            )
     if not cfg.output_dir:
         if cfg.resume_from:
             return cfg.replace(output_dir=cfg.resume_from)

@@ -73,3 +73,16 @@ def test_parse_overrides_reads_toml_values_and_bare_strings():
                       "run-name": "a b", "linear-probe": False}
     with pytest.raises(ConfigError):
         parse_overrides(["lr"])
+
+
+def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
+    from fedssl.cli import resolve_config
+    from fedssl.tracking import save_checkpoint
+
+    save_checkpoint(tmp_path, {"round": 3})
+    with pytest.raises(ConfigError, match="already finished 3 rounds"):
+        resolve_config({}, {"resume-from": str(tmp_path), "num-server-rounds": 3},
+                       default_root=tmp_path)
+    cfg = resolve_config({}, {"resume-from": str(tmp_path), "num-server-rounds": 4},
+                         default_root=tmp_path)
+    assert cfg.output_dir == str(tmp_path.resolve())

@@ -119,3 +119,14 @@ def test_every_registered_strategy_builds_and_unknown_lists_valid():
         assert build_strategy(name, StrategyParams()) is not None
     with pytest.raises(ValueError, match="fedavg, fedavgm"):
         build_strategy("nosuch", StrategyParams())
+
+
+def test_strategy_state_is_the_accumulated_state_not_the_configuration():
+    from fedssl.flwr_app.server_app import strategy_state
+
+    fedadam = build_strategy("fedadam", StrategyParams())
+    fedadam.m_t = {"w": np.ones(2)}
+    state = strategy_state(fedadam)
+    assert set(state) == {"current_arrays", "m_t", "v_t"}
+    assert np.array_equal(state["m_t"]["w"], np.ones(2))
+    assert strategy_state(build_strategy("fedavg", StrategyParams())) == {}

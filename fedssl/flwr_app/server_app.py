@@ -95,10 +95,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _strategy_state(strategy: Any) -> dict[str, Any]:
-    # Flower strategies keep their server-side state (FedOpt moments, FedAvgM momentum,
-    # current arrays) in plain attributes; functions are configuration, not state.
-    return {k: v for k, v in vars(strategy).items() if not callable(v)}
+def strategy_state(strategy: Any) -> dict[str, Any]:
+    """The server-side state a Flower strategy accumulates over rounds.
+
+    Flower strategies keep it (FedOpt's moments m_t and v_t, FedAvgM's momentum vector, the
+    current arrays) in plain attributes. Scalars and functions are configuration: on resume
+    they come from the current run config, so a resumed run may change e.g. fraction-train.
+    """
+    return {
+        k: v for k, v in vars(strategy).items()
+        if not callable(v) and not isinstance(v, (bool, int, float, str))
+    }
 
 
 def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         save_checkpoint(run_dir, {
             "round": rnd,
             "arrays": arrays.to_torch_state_dict(),
-            "strategy-state": _strategy_state(inner),
+            "strategy-state": strategy_state(inner),
             "rng": _rng_state(),
             "wandb-id": wandb.run_id,
         })
