@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,6 @@ from torch import nn
 
 import fedssl.models as models
 from fedssl.models import BACKBONE_REGISTRY, BACKBONES, Registry, build_backbone
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # On a shared 2-core machine, two OpenMP threads competing with another busy process
-    # make every op wait at barriers (steps ~50x slower); one thread keeps tests fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_DIMS = {

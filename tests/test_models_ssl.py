@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -20,17 +18,6 @@ from fedssl.models import (
     build_ssl_model,
     build_ssl_transform,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # On a shared 2-core machine, two OpenMP threads competing with another busy process
-    # make every op wait at barriers (steps ~50x slower); one thread keeps tests fast.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 N_IMAGES = 24
 STEPS = 30

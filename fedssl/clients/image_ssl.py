@@ -169,25 +169,15 @@ class ImageSSLTask(ClientTask):
     def _partition(self, cfg: RunConfig, partition_id: int, num_partitions: int) -> ImageArrays:
         if not 0 <= partition_id < num_partitions:
             raise ValueError(f"partition-id={partition_id} outside 0..{num_partitions - 1}")
-        parts = _partitions(
-            _data_key(cfg),
-            num_partitions,
-            cfg.partitioner,
-            cfg.dirichlet_alpha,
-            cfg.classes_per_client,
-            cfg.seed,
-        )
+        parts = self._partition_indices(cfg, num_partitions)
         return _train(_data_key(cfg)).subset(parts[partition_id])
 
+    def _partition_indices(self, cfg: RunConfig, num_partitions: int) -> list[np.ndarray]:
+        return _partitions(_data_key(cfg), num_partitions, cfg.partitioner,
+                           cfg.dirichlet_alpha, cfg.classes_per_client, cfg.seed)
+
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
-        parts = _partitions(
-            _data_key(cfg),
-            num_partitions,
-            cfg.partitioner,
-            cfg.dirichlet_alpha,
-            cfg.classes_per_client,
-            cfg.seed,
-        )
+        parts = self._partition_indices(cfg, num_partitions)
         train = _train(_data_key(cfg))
         return class_histograms(train.labels, parts, train.num_classes)
 
