@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,7 @@ def resolve_config(
     if not cfg.output_dir:
         if cfg.resume_from:
             return cfg.replace(output_dir=cfg.resume_from)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = cfg.run_name or f"{cfg.dataset}-{cfg.ssl_method}-{cfg.strategy}-{stamp}"
+        name = cfg.run_name or cfg.default_run_name()
         cfg = cfg.replace(output_dir=str((default_root / name).resolve()), run_name=name)
     return cfg.replace(output_dir=str(Path(cfg.output_dir).resolve()))
 

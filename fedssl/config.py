@@ -13,6 +13,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,11 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+    def default_run_name(self) -> str:
+        """``<dataset>-<ssl-method>-<strategy>-<timestamp>``, used when run-name is empty."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return f"{self.dataset}-{self.ssl_method}-{self.strategy}-{stamp}"
 
     @property
     def tags(self) -> list[str]:

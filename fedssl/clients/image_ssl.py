@@ -59,13 +59,6 @@ def device_for_training() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@functools.lru_cache(maxsize=8)
-def _dataset(name: str, split: str, data_dir: str, hf_dataset: str, image_size: int) -> ImageArrays:
-    return load_image_dataset(
-        name, split, data_dir=data_dir, hf_dataset=hf_dataset, image_size=image_size
-    )
-
-
 @functools.lru_cache(maxsize=16)
 def _partitions(
     cfg_key: tuple, num_partitions: int, method: str, alpha: float, k: int, seed: int
@@ -84,14 +77,20 @@ def _data_key(cfg: RunConfig) -> tuple:
     return (cfg.dataset, cfg.data_dir, cfg.hf_dataset, cfg.image_size)
 
 
-def _train(data_key: tuple) -> ImageArrays:
+def _split(data_key: tuple, split: str) -> ImageArrays:
+    # load_image_dataset keeps loaded datasets in a per-process cache: Ray workers load once.
     name, data_dir, hf_dataset, image_size = data_key
-    return _dataset(name, "train", data_dir, hf_dataset, image_size)
+    return load_image_dataset(
+        name, split, data_dir=data_dir, hf_dataset=hf_dataset, image_size=image_size
+    )
+
+
+def _train(data_key: tuple) -> ImageArrays:
+    return _split(data_key, "train")
 
 
 def _test(data_key: tuple) -> ImageArrays:
-    name, data_dir, hf_dataset, image_size = data_key
-    return _dataset(name, "test", data_dir, hf_dataset, image_size)
+    return _split(data_key, "test")
 
 
 def raw_pixel_probe(

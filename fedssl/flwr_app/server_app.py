@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
@@ -53,14 +52,9 @@ def resolve_run_dir(cfg: RunConfig) -> tuple[Path, str]:
     elif cfg.output_dir:
         run_dir = Path(cfg.output_dir)
     else:
-        name = cfg.run_name or default_run_name(cfg)
+        name = cfg.run_name or cfg.default_run_name()
         run_dir = Path.home() / "fedssl-runs" / name
     return run_dir.expanduser().resolve(), cfg.run_name or run_dir.name
-
-
-def default_run_name(cfg: RunConfig) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.dataset}-{cfg.ssl_method}-{cfg.strategy}-{stamp}"
 
 
 def discover_partitions(grid: Grid, cfg: RunConfig) -> dict[int, int]:
