@@ -93,27 +93,17 @@ def _test(data_key: tuple) -> ImageArrays:
     return _split(data_key, "test")
 
 
-def raw_pixel_probe(
-    dataset: str, data_dir: str, hf_dataset: str, image_size: int, max_samples: int, seed: int
-) -> float:
+def raw_pixel_probe(train: ImageArrays, test: ImageArrays, *, seed: int) -> float:
     """Linear-probe accuracy on raw pixels: the floor any learned encoder should clear.
 
-    It depends on the data alone, not on the run, so it is computed once and kept in the
-    dataset cache directory.
+    It depends on the data alone, not on the run, so it is computed once per data (keyed by a
+    fingerprint of the arrays, which survives dataset rebuilds) and kept in the cache directory.
     """
-    data_key = (dataset, data_dir, hf_dataset, image_size)
-    train, test = _train(data_key), _test(data_key)
-    # Key on the data itself (a fingerprint), not only its name: datasets get rebuilt.
     fingerprint = hashlib.sha1(train.images[:256].tobytes() + test.labels.tobytes())
-    fingerprint.update(repr((len(train), len(test), max_samples, seed)).encode())
+    fingerprint.update(repr((len(train), len(test), seed)).encode())
     path = default_cache_dir() / f"raw-pixel-probe-{fingerprint.hexdigest()[:16]}.json"
     if path.exists():
         return float(json.loads(path.read_text())["accuracy"])
-    if max_samples:
-        rng = np.random.default_rng(seed)
-        train = train.subset(
-            np.sort(rng.choice(len(train), min(max_samples, len(train)), replace=False))
-        )
     accuracy = linear_probe_accuracy(
         train.images.reshape(len(train), -1) / 255.0,
         train.labels,
@@ -122,7 +112,7 @@ def raw_pixel_probe(
         seed=seed,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"accuracy": accuracy, "dataset": dataset}))
+    path.write_text(json.dumps({"accuracy": accuracy, "dataset": train.name}))
     return accuracy
 
 
@@ -313,12 +303,8 @@ class ImageSSLTask(ClientTask):
                     f_train.numpy(), train.labels, f_test.numpy(), test.labels, seed=cfg.seed
                 )
         if cfg.linear_probe:
+            # The same (possibly capped) samples the encoders were probed on.
             out["raw-pixel-linear-probe-accuracy"] = raw_pixel_probe(
-                cfg.dataset,
-                cfg.data_dir,
-                cfg.hf_dataset,
-                cfg.image_size,
-                cfg.eval_max_samples,
-                cfg.seed,
+                train, test, seed=cfg.seed
             )
         return out
