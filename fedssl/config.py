@@ -51,14 +51,25 @@ class RunConfig:
     min_train_nodes: int = _key(2, "fewest replies a round needs to update the model", min=1)
     min_available_nodes: int = _key(2, "nodes to wait for before a round starts", min=1)
     round_timeout: float = _key(3600.0, "seconds to wait for the replies of a round", gt=0.0)
-    server_lr: float = _key(1.0, "server learning rate (FedAvgM lr, FedOpt eta)", gt=0.0)
+    server_optimizer: str = _key(
+        "none", "server optimiser after ldawa/fedvssl's combination", choices="optimizers"
+    )
+    server_lr: float = _key(1.0, "FedAvgM server learning rate", gt=0.0)
     server_momentum: float = _key(0.9, "FedAvgM server momentum", min=0.0, lt=1.0)
     proximal_mu: float = _key(0.01, "FedProx proximal term weight", min=0.0)
+    fedopt_eta: float = _key(1e-2, "FedAdam/FedYogi/FedAdagrad server learning rate", gt=0.0)
     fedopt_tau: float = _key(1e-3, "FedAdam/FedYogi/FedAdagrad adaptivity tau", gt=0.0)
     fedopt_beta1: float = _key(0.9, "FedAdam/FedYogi beta1", min=0.0, lt=1.0)
     fedopt_beta2: float = _key(0.99, "FedAdam/FedYogi beta2", min=0.0, lt=1.0)
     trimmed_beta: float = _key(0.2, "FedTrimmedAvg fraction cut at each end", min=0.0, lt=0.5)
     krum_num_malicious: int = _key(0, "Krum: number of malicious nodes tolerated", min=0)
+    ldawa_warmup_rounds: int = _key(2, "L-DAWA: rounds of plain FedAvg first", min=0)
+    ldawa_weighting: str = _key(
+        "uniform", "L-DAWA client weights: uniform (authors) or num-examples",
+        choices="ldawa-weightings",
+    )
+    fedvssl_alpha: float = _key(0.9, "FedVSSL: share of the loss-based aggregate", min=0.0, max=1.0)
+    fedvssl_beta: float = _key(1.0, "FedVSSL: smoothing with the last global", min=0.0, max=1.0)
     # --- model and SSL method
     model: str = _key("small-cnn", "backbone", choices="models")
     ssl_method: str = _key("simclr", "self-supervised method (lightly)", choices="ssl")
@@ -88,6 +99,9 @@ class RunConfig:
     momentum: float = _key(0.9, "local SGD momentum", min=0.0, lt=1.0)
     weight_decay: float = _key(1e-4, "local SGD weight decay", min=0.0)
     max_local_steps: int = _key(0, "cap on local steps per round (0: no cap)", min=0)
+    partial_prefix: str = _key(
+        "", "load only global arrays with this key prefix, keep the rest local (FedVSSL)"
+    )
     # --- central evaluation
     eval_every: int = _key(4, "kNN eval every k rounds (0: only at the end)", min=0)
     knn_k: int = _key(20, "neighbours in the kNN monitor", min=1)
@@ -109,6 +123,14 @@ class RunConfig:
             raise ConfigError(
                 f"min-available-nodes={self.min_available_nodes} is below "
                 f"min-train-nodes={self.min_train_nodes}; set it to at least that"
+            )
+        from fedssl.strategies.registry import ACCEPTS_SERVER_OPTIMIZER
+
+        if self.server_optimizer != "none" and self.strategy not in ACCEPTS_SERVER_OPTIMIZER:
+            raise ConfigError(
+                f"server-optimizer={self.server_optimizer!r} applies to the strategies "
+                f"{', '.join(ACCEPTS_SERVER_OPTIMIZER)}, not strategy={self.strategy!r}; "
+                "Flower's optimisers are strategies of their own (e.g. strategy=fedyogi)"
             )
         if self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
             from fedssl.datasets import DatasetNotFoundError, check_dataset
@@ -165,6 +187,14 @@ def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
         from fedssl.strategies import STRATEGIES
 
         return tuple(STRATEGIES)
+    if kind == "optimizers":
+        from fedssl.strategies.registry import SERVER_OPTIMIZERS
+
+        return tuple(SERVER_OPTIMIZERS)
+    if kind == "ldawa-weightings":
+        from fedssl.strategies.ldawa import LDAWA_WEIGHTINGS
+
+        return LDAWA_WEIGHTINGS
     if kind == "models":
         from fedssl.models import BACKBONES
 

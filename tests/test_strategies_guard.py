@@ -2,18 +2,9 @@
 
 import numpy as np
 import pytest
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
-)
-from flwr.app.error import Error
+from flower_fakes import reply, set_task_identity
+from flwr.app import Message
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedssl.strategies import GuardedStrategy, build_strategy, check_reply_arrays
 from fedssl.strategies.registry import STRATEGIES, StrategyParams
@@ -42,28 +33,14 @@ def test_check_reply_arrays_rejects(arrays, fragment):
 # ---------------------------------------------------------------- aggregation with fakes of replies
 @pytest.fixture(autouse=True)
 def _task_identity():
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 1
-
-
-def _instruction(node_id: int) -> Message:
-    return Message(RecordDict({"config": ConfigRecord()}), dst_node_id=node_id,
-                   message_type=MessageType.TRAIN)
+    set_task_identity()
 
 
 def _reply(node_id: int, w: float, n: int, *, arrays=None, error: bool = False) -> Message:
     arrays = arrays if arrays is not None else {
         "w": np.full((2, 2), w, np.float32), "b": np.full(2, w, np.float32)}
-    instruction = _instruction(node_id)
-    if error:
-        reply = Message(Error(code=2, reason="Traceback...\nRuntimeError: boom"),
-                        reply_to=instruction)
-    else:
-        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                              "metrics": MetricRecord({"num-examples": n, "train-loss": w,
-                                                       "partition-id": node_id})})
-        reply = Message(content, reply_to=instruction)
-    reply.metadata.__dict__["_src_node_id"] = node_id
-    return reply
+    metrics = {"num-examples": n, "train-loss": w, "partition-id": node_id}
+    return reply(node_id, arrays, metrics, error=error)
 
 
 def _guard(min_train_nodes=2):
@@ -122,7 +99,7 @@ def test_every_registered_strategy_builds_and_unknown_lists_valid():
 
 
 def test_strategy_state_is_the_accumulated_state_not_the_configuration():
-    from fedssl.flwr_app.server_app import strategy_state
+    from fedssl.strategies import strategy_state
 
     fedadam = build_strategy("fedadam", StrategyParams())
     fedadam.m_t = {"w": np.ones(2)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from datetime import datetime
@@ -16,7 +17,7 @@ import pandas as pd
 
 from fedssl.experiments.launcher import Federation, LocalSuperLink
 from fedssl.experiments.progress import RoundProgress
-from fedssl.experiments.spec import ExperimentSpec
+from fedssl.experiments.spec import ExperimentSpec, Variant
 
 __all__ = ["results_table", "run_experiment", "write_report"]
 
@@ -45,10 +46,10 @@ def run_experiment(
                        default_root=root)
         for i, v in enumerate(variants)
     ]
-    print(f"fedssl: experiment {spec.name}: {len(variants)} runs, "
-          f"{federation.num_supernodes} clients each -> {root}")
+    print(f"fedssl: experiment {spec.name}: {len(variants)} runs -> {root}")
     for i, variant in enumerate(variants):
-        print(f"  {i:02d}  {variant.name}")
+        clients = variant.num_supernodes or federation.num_supernodes
+        print(f"  {i:02d}  {variant.name}  ({clients} clients)")
     if dry_run:
         return 0
     root.mkdir(parents=True, exist_ok=True)
@@ -57,11 +58,11 @@ def run_experiment(
         for i, (variant, cfg) in enumerate(zip(variants, configs, strict=True)):
             print(f"\nfedssl: [{i + 1}/{len(variants)}] {variant.name}", flush=True)
             with RoundProgress(cfg.num_server_rounds, quiet=quiet, desc=f"run {i:02d}") as bar:
-                outcome = link.run(cfg.to_run_config(), federation, on_line=bar.write,
-                                   on_progress=bar.update)
+                outcome = link.run(cfg.to_run_config(), _federation_of(variant, federation),
+                                   on_line=bar.write, on_progress=bar.update)
             row = {"run": i, "variant": variant.name, "status": outcome.status,
                    "wall-time-s": round(outcome.wall_time_s, 1), "run-dir": str(outcome.run_dir)}
-            row |= {k: v for k, v in variant.overrides.items() if k in spec.grid or k == "seed"}
+            row |= variant.labels
             summary_path = outcome.run_dir / "summary.json"
             if summary_path.exists():
                 row |= {k: v for k, v in json.loads(summary_path.read_text()).items()
@@ -74,22 +75,28 @@ def run_experiment(
     return 0 if all(r["status"] == "finished:completed" for r in rows) else 1
 
 
+def _federation_of(variant: Variant, default: Federation) -> Federation:
+    if variant.num_supernodes is None:
+        return default
+    return dataclasses.replace(default, num_supernodes=variant.num_supernodes)
+
+
 def results_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     """Mean and std over seeds of every accuracy column, one row per grid combination."""
     metrics = [c for c in runs.columns if c.endswith("accuracy")]
     if not grid_keys:
         runs = runs.assign(variant="all")
         grid_keys = ["variant"]
-    table = runs.groupby(grid_keys)[metrics].agg(["mean", "std"])
+    table = runs.groupby(grid_keys, sort=False)[metrics].agg(["mean", "std"])
     table.columns = [f"{m} {stat}" for m, stat in table.columns]
-    table["seeds"] = runs.groupby(grid_keys).size()
+    table["seeds"] = runs.groupby(grid_keys, sort=False).size()
     return table.reset_index()
 
 
 def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path) -> None:
     """runs.csv (one row per run), results.csv/.md (aggregated), comparison plots."""
     runs.to_csv(root / "runs.csv", index=False)
-    grid_keys = sorted(spec.grid)
+    grid_keys = list(spec.grid)
     table = results_table(runs, grid_keys)
     table.to_csv(root / "results.csv", index=False)
     (root / "results.md").write_text(

@@ -12,6 +12,12 @@ dirichlet-alpha = 0.1
 
 [grid]                    # every combination of these values is one variant
 ssl-method = ["simclr", "byol"]
+# An axis may also list tables: each sets several keys at once and is shown by its name.
+# A table may set num-supernodes too (cross-silo vs cross-device in one experiment).
+setting = [
+  { name = "cross-silo", num-supernodes = 10, fraction-train = 1.0 },
+  { name = "cross-device", num-supernodes = 100, fraction-train = 0.1 },
+]
 ```
 """
 
@@ -28,10 +34,32 @@ from fedssl.config import ConfigError, load_defaults
 __all__ = ["ExperimentSpec", "Variant", "load_experiment"]
 
 
+# Keys a grid table may set besides run-config keys.
+TABLE_KEYS = ("name", "num-supernodes")
+
+
 @dataclass(frozen=True)
 class Variant:
+    """One run: its name, the run-config overrides, the label of each grid axis, the seed."""
+
     name: str
     overrides: dict[str, Any]
+    labels: dict[str, Any] = field(default_factory=dict)
+    num_supernodes: int | None = None
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("name") or ",".join(
+            f"{k}={v}" for k, v in value.items() if k != "num-supernodes"
+        )
+    return value
+
+
+def _settings(axis: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in TABLE_KEYS}
+    return {axis: value}
 
 
 @dataclass(frozen=True)
@@ -44,15 +72,22 @@ class ExperimentSpec:
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
     def variants(self) -> list[Variant]:
-        """Every grid combination times every seed, named ``key=value,...,seed=N``."""
-        keys = sorted(self.grid)
+        """Every grid combination times every seed, named ``axis=label,...,seed=N``."""
+        keys = list(self.grid)
         combos = itertools.product(*(self.grid[k] for k in keys)) if keys else [()]
         out = []
         for combo in combos:
+            labels = {k: _label(v) for k, v in zip(keys, combo, strict=True)}
+            settings: dict[str, Any] = {}
+            num_supernodes = None
+            for key, value in zip(keys, combo, strict=True):
+                settings |= _settings(key, value)
+                if isinstance(value, dict) and "num-supernodes" in value:
+                    num_supernodes = int(value["num-supernodes"])
             for seed in self.seeds:
-                overrides = dict(zip(keys, combo, strict=True)) | {"seed": seed}
-                name = ",".join(f"{k}={v}" for k, v in overrides.items())
-                out.append(Variant(name, self.base | overrides))
+                name = ",".join(f"{k}={v}" for k, v in (labels | {"seed": seed}).items())
+                out.append(Variant(name, self.base | settings | {"seed": seed},
+                                   labels | {"seed": seed}, num_supernodes))
         return out
 
 
@@ -65,14 +100,26 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
         data = tomllib.load(fh)
     meta, base, grid = data.get("experiment", {}), data.get("base", {}), data.get("grid", {})
     valid = set(load_defaults())
-    for table, keys in (("base", base), ("grid", grid)):
-        unknown = sorted(set(keys) - valid)
-        if unknown:
-            raise ConfigError(f"{path}: [{table}] has unknown run-config keys {unknown}; "
-                              f"valid keys: {sorted(valid)}")
+    unknown = sorted(set(base) - valid)
+    if unknown:
+        raise ConfigError(f"{path}: [base] has unknown run-config keys {unknown}; "
+                          f"valid keys: {sorted(valid)}")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: [grid] {key} must be a non-empty list, got {values!r}")
+        tables = [v for v in values if isinstance(v, dict)]
+        if tables and len(tables) != len(values):
+            raise ConfigError(f"{path}: [grid] {key} mixes tables and plain values")
+        if not tables and key not in valid:
+            raise ConfigError(f"{path}: [grid] has unknown run-config key {key!r}; "
+                              f"valid keys: {sorted(valid)}")
+        for table in tables:
+            unknown = sorted(set(table) - valid - set(TABLE_KEYS))
+            if unknown:
+                raise ConfigError(
+                    f"{path}: [grid] {key} table {table!r} has unknown keys {unknown}; "
+                    f"a table may set run-config keys and {', '.join(TABLE_KEYS)}"
+                )
     seeds = meta.get("seeds", [0])
     return ExperimentSpec(
         name=str(meta.get("name", path.stem)),

@@ -9,6 +9,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedssl.clients import get_task
+from fedssl.clients.partial import merge_partial, recall_local, remember_local
 from fedssl.config import RunConfig
 
 app = ClientApp()
@@ -27,6 +28,14 @@ def _setup(context: Context):
     return cfg, task, pid, num_partitions
 
 
+def _incoming_state(msg: Message, context: Context, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """The server's arrays, or with partial-prefix set, its shared part plus our own rest."""
+    state = msg.content["arrays"].to_torch_state_dict()
+    if not cfg.partial_prefix:
+        return state
+    return merge_partial(state, recall_local(context.state), cfg.partial_prefix)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg, task, pid, num_partitions = _setup(context)
@@ -34,7 +43,7 @@ def train(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"fault injected in partition {pid} (fault-kind=raise)")
     config = msg.content["config"]
     model = task.cached_model(cfg)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(_incoming_state(msg, context, cfg))
     metrics = task.train(
         model,
         cfg,
@@ -44,6 +53,8 @@ def train(msg: Message, context: Context) -> Message:
         proximal_mu=float(config.get("proximal-mu", 0.0)),
     )
     state = model.state_dict()
+    if cfg.partial_prefix:
+        remember_local(context.state, state, cfg.partial_prefix)
     if pid == cfg.fault_partition:
         state = inject_fault(state, cfg.fault_kind)
     return Message(
@@ -56,7 +67,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     cfg, task, pid, num_partitions = _setup(context)
     model = task.cached_model(cfg)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(_incoming_state(msg, context, cfg))
     metrics = task.evaluate_local(model, cfg, partition_id=pid, num_partitions=num_partitions)
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 

@@ -31,7 +31,13 @@ from flwr.serverapp import Grid, ServerApp
 from fedssl.clients import get_task
 from fedssl.config import RunConfig
 from fedssl.datasets import plot_class_histograms
-from fedssl.strategies import GuardedStrategy, StrategyParams, build_strategy
+from fedssl.strategies import (
+    GuardedStrategy,
+    StrategyParams,
+    build_strategy,
+    restore_strategy_state,
+    strategy_state,
+)
 from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint, save_checkpoint
 
 app = ServerApp()
@@ -89,19 +95,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def strategy_state(strategy: Any) -> dict[str, Any]:
-    """The server-side state a Flower strategy accumulates over rounds.
-
-    Flower strategies keep it (FedOpt's moments m_t and v_t, FedAvgM's momentum vector, the
-    current arrays) in plain attributes. Scalars and functions are configuration: on resume
-    they come from the current run config, so a resumed run may change e.g. fraction-train.
-    """
-    return {
-        k: v for k, v in vars(strategy).items()
-        if not callable(v) and not isinstance(v, (bool, int, float, str))
-    }
-
-
 def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     """Run all rounds of ``cfg`` on ``grid``; return the summary written to summary.json."""
     t_start = time.perf_counter()
@@ -139,10 +132,13 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     log(INFO, "%s %d partitions (%s), sizes %s", PROGRESS_PREFIX, num_partitions,
         cfg.partitioner, histograms.sum(axis=1).tolist())
 
+    if cfg.strategy == "fedvssl" and not cfg.partial_prefix:
+        log(WARNING, "%s strategy=fedvssl with partial-prefix empty: clients load the whole "
+            "global model (the paper's FedVSSL uses partial-prefix=backbone.)", PROGRESS_PREFIX)
     params = StrategyParams(**{f: getattr(cfg, f) for f in StrategyParams.__dataclass_fields__})
     inner = build_strategy(cfg.strategy, params)
     if checkpoint:
-        vars(inner).update(checkpoint["strategy-state"])
+        restore_strategy_state(inner, checkpoint["strategy-state"])
         _set_rng_state(checkpoint["rng"])
         initial_arrays = ArrayRecord(checkpoint["arrays"])
         log(INFO, "%s resuming after round %d from %s", PROGRESS_PREFIX, done_rounds,
@@ -188,7 +184,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         })
         elapsed = time.perf_counter() - t_rounds
         shown = " | ".join(f"{k} {v:.4g}" for k, v in (train_metrics | central).items()
-                           if k in ("train-loss", "knn-accuracy", "failures"))
+                           if k in ("train-loss", "knn-accuracy", "failures", "ldawa-delta-mean"))
         log(INFO, "%s round %d/%d | %s | %.1fs", PROGRESS_PREFIX, rnd, cfg.num_server_rounds,
             shown, elapsed)
         return MetricRecord(central) if central else None

@@ -20,7 +20,17 @@ from flwr.serverapp.strategy import (
 )
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-__all__ = ["IDENTITY_METRICS", "STRATEGIES", "StrategyParams", "build_strategy"]
+from fedssl.strategies.fedvssl import FedVSSL
+from fedssl.strategies.ldawa import LDAWA
+
+__all__ = [
+    "ACCEPTS_SERVER_OPTIMIZER",
+    "IDENTITY_METRICS",
+    "SERVER_OPTIMIZERS",
+    "STRATEGIES",
+    "StrategyParams",
+    "build_strategy",
+]
 
 # Metrics that identify a reply rather than measure it: never averaged across clients.
 IDENTITY_METRICS = ("partition-id",)
@@ -37,11 +47,17 @@ class StrategyParams:
     server_lr: float = 1.0
     server_momentum: float = 0.9
     proximal_mu: float = 0.01
+    fedopt_eta: float = 1e-2
     fedopt_tau: float = 1e-3
     fedopt_beta1: float = 0.9
     fedopt_beta2: float = 0.99
     trimmed_beta: float = 0.2
     krum_num_malicious: int = 0
+    server_optimizer: str = "none"
+    ldawa_warmup_rounds: int = 2
+    ldawa_weighting: str = "uniform"
+    fedvssl_alpha: float = 0.9
+    fedvssl_beta: float = 1.0
 
 
 def aggregate_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -67,7 +83,7 @@ def _common(p: StrategyParams) -> dict:
 
 
 def _fedopt(p: StrategyParams) -> dict:
-    return {"eta": p.server_lr, "tau": p.fedopt_tau}
+    return {"eta": p.fedopt_eta, "tau": p.fedopt_tau}
 
 
 def _betas(p: StrategyParams) -> dict:
@@ -86,7 +102,34 @@ STRATEGIES: dict[str, Callable[[StrategyParams], Strategy]] = {
     "fedmedian": lambda p: FedMedian(**_common(p)),
     "fedtrimmedavg": lambda p: FedTrimmedAvg(**_common(p), beta=p.trimmed_beta),
     "krum": lambda p: Krum(**_common(p), num_malicious_nodes=p.krum_num_malicious),
+    "ldawa": lambda p: LDAWA(
+        _server_optimizer(p), warmup_rounds=p.ldawa_warmup_rounds, weighting=p.ldawa_weighting
+    ),
+    "fedvssl": lambda p: FedVSSL(_server_optimizer(p), alpha=p.fedvssl_alpha, beta=p.fedvssl_beta),
 }
+
+# Strategies that replace the client mean and so can hand it to a server optimiser.
+ACCEPTS_SERVER_OPTIMIZER = ("ldawa", "fedvssl")
+
+# What strategies that replace the client mean (ldawa, fedvssl) may hand their result to:
+# Flower's FedAvg (no server optimiser) or one of its server-optimiser subclasses.
+SERVER_OPTIMIZERS: dict[str, Callable[[StrategyParams], FedAvg]] = {
+    "none": STRATEGIES["fedavg"],
+    "fedavgm": STRATEGIES["fedavgm"],
+    "fedadam": STRATEGIES["fedadam"],
+    "fedyogi": STRATEGIES["fedyogi"],
+    "fedadagrad": STRATEGIES["fedadagrad"],
+}
+
+
+def _server_optimizer(p: StrategyParams) -> FedAvg:
+    try:
+        return SERVER_OPTIMIZERS[p.server_optimizer](p)
+    except KeyError:
+        raise ValueError(
+            f"unknown server optimiser {p.server_optimizer!r}; "
+            f"valid: {', '.join(SERVER_OPTIMIZERS)}"
+        ) from None
 
 
 def build_strategy(name: str, params: StrategyParams) -> Strategy:

@@ -64,13 +64,45 @@ class RunRecorder:
     def metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.metrics_path)
 
+    def plot_families(self, server: pd.DataFrame | None = None) -> list[Path]:
+        """One heatmap (member x round) per metric family ``family/member``.
+
+        L-DAWA's per-layer δ is such a family: a layer whose clients disagree with the global
+        model shows up as a dark row.
+        """
+        if server is None:
+            frame = self.metrics()
+            server = frame[frame["source"] == "server"]
+        members = server[server["metric"].str.contains("/", regex=False)]
+        paths = []
+        for family, rows in members.groupby(members["metric"].str.split("/").str[0]):
+            grid = rows.assign(member=rows["metric"].str.split("/", n=1).str[1]).pivot_table(
+                index="member", columns="round", values="value", aggfunc="last", sort=False)
+            height = min(2.0 + 0.22 * len(grid), 30.0)
+            fig, ax = plt.subplots(figsize=(2.5 + 0.5 * grid.shape[1], height))
+            image = ax.imshow(grid.values, aspect="auto", cmap="viridis", interpolation="none")
+            ax.set_yticks(range(len(grid)), grid.index, fontsize=7)
+            ax.set_xticks(range(grid.shape[1]), grid.columns)
+            ax.set_xlabel("round")
+            ax.set_title(family)
+            fig.colorbar(image, ax=ax)
+            fig.tight_layout()
+            path = self.run_dir / f"{family}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            paths.append(path)
+        return paths
+
     def plot(self) -> Path | None:
         """One panel per server metric over rounds, plus the mean client train loss."""
         frame = self.metrics()
         server = frame[(frame["source"] == "server") & (frame["phase"].isin(["train", "central"]))]
         client_loss = frame[(frame["source"] == "client") & (frame["metric"] == "train-loss")]
         panels = sorted(set(zip(server["phase"], server["metric"], strict=True)))
-        panels = [p for p in panels if p[1] not in ("valid-replies", "local-steps")]
+        # Families of per-layer metrics ("ldawa-delta/<key>") get a heatmap of their own.
+        panels = [p for p in panels
+                  if p[1] not in ("valid-replies", "local-steps") and "/" not in p[1]]
+        self.plot_families(server)
         if client_loss.empty and not panels:
             return None
         n = len(panels) + (not client_loss.empty)
