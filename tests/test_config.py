@@ -36,6 +36,10 @@ def test_int_is_accepted_for_float_key():
         ("dirichlet-alpha", 0.0, ["dirichlet-alpha=0.0", "> 0.0"]),
         ("lr", "fast", ["lr='fast'", "expected float"]),
         ("wandb-mode", "cloud", ["offline", "online", "disabled"]),
+        ("server-optimizer", "sgd", ["none", "fedavgm", "fedadam", "fedyogi", "fedadagrad"]),
+        ("ldawa-weighting", "sqrt", ["uniform", "num-examples"]),
+        ("fedvssl-alpha", 1.1, ["fedvssl-alpha=1.1", "<= 1.0"]),
+        ("fedvssl-beta", -0.5, ["fedvssl-beta=-0.5", ">= 0.0"]),
     ],
 )
 def test_invalid_values_name_key_value_and_choices(key, value, expected_fragments):
@@ -86,3 +90,49 @@ def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
     cfg = resolve_config({}, {"resume-from": str(tmp_path), "num-server-rounds": 4},
                          default_root=tmp_path)
     assert cfg.output_dir == str(tmp_path.resolve())
+
+
+def test_server_optimizer_only_with_a_strategy_that_replaces_the_mean():
+    assert RunConfig(strategy="fedvssl", server_optimizer="fedadam").server_optimizer == "fedadam"
+    with pytest.raises(ConfigError, match="applies to the strategies ldawa, fedvssl"):
+        RunConfig(strategy="fedprox", server_optimizer="fedyogi")
+
+
+def test_experiment_grid_tables_set_several_keys_and_the_client_count(tmp_path):
+    from fedssl.experiments.spec import load_experiment
+
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        '[experiment]\nname = "t"\nseeds = [0, 1]\nnum-supernodes = 10\n'
+        '[grid]\naggregation = [{ name = "fedavg", strategy = "fedavg" },\n'
+        '  { name = "ldawa+yogi", strategy = "ldawa", server-optimizer = "fedyogi" }]\n'
+        'setting = [{ name = "cross-device", num-supernodes = 100, fraction-train = 0.1 }]\n'
+        'local-epochs = [1, 5]\n'
+    )
+    variants = load_experiment(path).variants()
+    assert len(variants) == 2 * 1 * 2 * 2
+    v = variants[2 * 2 + 1]  # ldawa+yogi, cross-device, local-epochs 1, seed 1
+    assert v.labels == {"aggregation": "ldawa+yogi", "setting": "cross-device",
+                        "local-epochs": 1, "seed": 1}
+    assert v.overrides == {"strategy": "ldawa", "server-optimizer": "fedyogi",
+                           "fraction-train": 0.1, "local-epochs": 1, "seed": 1}
+    assert v.num_supernodes == 100
+    assert v.name == "aggregation=ldawa+yogi,setting=cross-device,local-epochs=1,seed=1"
+
+
+@pytest.mark.parametrize(
+    ("grid", "fragment"),
+    [
+        ('x = [{ name = "a", nosuch-key = 1 }]', "unknown keys ['nosuch-key']"),
+        ('x = [{ strategy = "fedavg" }, 3]', "mixes tables and plain values"),
+        ("nosuch-key = [1, 2]", "unknown run-config key 'nosuch-key'"),
+    ],
+)
+def test_experiment_grid_errors_name_the_problem(tmp_path, grid, fragment):
+    from fedssl.experiments.spec import load_experiment
+
+    path = tmp_path / "exp.toml"
+    path.write_text(f"[grid]\n{grid}\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert fragment in str(err.value)

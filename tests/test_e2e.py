@@ -147,3 +147,37 @@ def test_experiment_runs_every_variant_and_tabulates(tmp_path):
     assert (root / "final_accuracy.png").is_file()
     runs = pd.read_csv(root / "runs.csv")
     assert (runs["status"] == "finished:completed").all()
+
+
+# ---------------------------------------------------------------- L-DAWA and FedVSSL
+LDAWA_YOGI = ["strategy=ldawa", "server-optimizer=fedyogi", "ldawa-warmup-rounds=1", "seed=6",
+              "eval-every=0"]
+
+
+def test_ldawa_with_fedyogi_logs_layer_deltas_and_resumes_exactly(tmp_path):
+    reference = fedssl_run(tmp_path, "ldawa", *LDAWA_YOGI, "num-server-rounds=3")
+    metrics = pd.read_csv(reference / "metrics.csv")
+    server = metrics[metrics["source"] == "server"]
+    mean = server[server["metric"] == "ldawa-delta-mean"]
+    assert list(mean["round"]) == [2, 3]  # round 1 is the FedAvg warm-up
+    assert mean["value"].between(-1, 1).all()
+    layers = {m.split("/", 1)[1] for m in server["metric"] if m.startswith("ldawa-delta/")}
+    state = final_state(reference)
+    assert layers == {k for k, v in state.items() if v.ndim > 0}
+    assert (reference / "ldawa-delta.png").is_file()
+    # Resume after round 2: FedYogi's moments, held inside L-DAWA, must come back exactly.
+    first = fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=2")
+    fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=3",
+               f"resume-from={first}")
+    assert_same_state(state, final_state(first))
+
+
+def test_fedvssl_clients_keep_their_heads_between_rounds(tmp_path):
+    run_dir = fedssl_run(tmp_path, "fedvssl", "strategy=fedvssl", "ssl-method=byol",
+                         "partial-prefix=backbone.", "eval-every=0")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    kept = metrics[metrics["metric"] == "partial-local-arrays"]
+    kept = kept[kept["source"] == "client"].groupby("round")["value"].agg(list).to_dict()
+    assert kept == {1: [0, 0, 0], 2: [1, 1, 1]}  # Context.state survived between rounds
+    weight = metrics[metrics["metric"] == "fedvssl-max-loss-weight"]
+    assert len(weight) == 2 and weight["value"].between(1 / 3, 1).all()

@@ -9,7 +9,12 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedssl.clients import get_task
-from fedssl.clients.partial import merge_partial, recall_local, remember_local
+from fedssl.clients.partial import (
+    LOCAL_ARRAYS_KEY,
+    merge_partial,
+    recall_local,
+    remember_local,
+)
 from fedssl.config import RunConfig
 
 app = ClientApp()
@@ -44,6 +49,7 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     model = task.cached_model(cfg)
     model.load_state_dict(_incoming_state(msg, context, cfg))
+    kept_local = bool(cfg.partial_prefix) and LOCAL_ARRAYS_KEY in context.state.array_records
     metrics = task.train(
         model,
         cfg,
@@ -55,6 +61,8 @@ def train(msg: Message, context: Context) -> Message:
     state = model.state_dict()
     if cfg.partial_prefix:
         remember_local(context.state, state, cfg.partial_prefix)
+        # 1 when this round started from the client's own non-shared arrays.
+        metrics["partial-local-arrays"] = int(kept_local)
     if pid == cfg.fault_partition:
         state = inject_fault(state, cfg.fault_kind)
     return Message(

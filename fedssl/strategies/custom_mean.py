@@ -129,6 +129,7 @@ class CustomMeanStrategy(Strategy):
             [dict(_first_metrics(c)) for c in used],
         )
         record = _to_record(combined)
+        del combined  # the serialised copy is all that is needed from here on
         for key, value in diagnostics.items():
             metrics[key] = float(value)
         if type(self.base) is FedAvg:
