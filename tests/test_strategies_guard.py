@@ -82,6 +82,12 @@ def test_too_few_valid_replies_keep_the_previous_model():
     assert metrics["failures"] == 1 and metrics["valid-replies"] == 1
 
 
+def test_only_empty_clients_keep_the_previous_model():
+    guard, _ = _guard(min_train_nodes=2)
+    arrays, metrics = guard.aggregate_train(1, [_reply(1, 1.0, 0), _reply(2, 2.0, 0)])
+    assert arrays is None and metrics["valid-replies"] == 2
+
+
 def test_reply_order_does_not_change_the_aggregate():
     guard, _ = _guard()
     forward = [_reply(i, float(i) / 7, 10 + i) for i in range(1, 6)]

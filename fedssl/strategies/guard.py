@@ -130,6 +130,12 @@ class GuardedStrategy(Strategy):
             )
             self.train_metrics[rnd] = summary
             return None, MetricRecord(summary)
+        if not any(_weight(msg, self.weight_key) > 0 for msg in valid):
+            # Every sampled client had an empty partition: a weighted mean is undefined.
+            log(WARNING, "round %d: every valid reply has %s=0; keeping the previous global "
+                "model", rnd, self.weight_key)
+            self.train_metrics[rnd] = summary
+            return None, MetricRecord(summary)
         arrays, metrics = self.inner.aggregate_train(rnd, valid)
         metrics = MetricRecord() if metrics is None else metrics
         for key, value in summary.items():
@@ -200,3 +206,7 @@ class GuardedStrategy(Strategy):
             arrays = {k: a.numpy() for k, a in array_records[0].items()}
             return check_reply_arrays(self._expected, arrays)
         return None
+
+
+def _weight(msg: Message, key: str) -> float:
+    return float(next(iter(msg.content.metric_records.values()))[key])
