@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("overrides", nargs="*", metavar="key=value",
                      help="run-config overrides applied to every variant")
     exp.add_argument("--dry-run", action="store_true", help="list the variants and stop")
+    exp.add_argument("--report", type=Path, metavar="DIR",
+                     help="rewrite the tables and plots of a finished experiment DIR; run nothing")
     _federation_args(exp)
     return parser
 
@@ -134,6 +136,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from fedssl.experiments.spec import load_experiment
 
     spec = load_experiment(args.file)
+    if args.report:
+        from fedssl.experiments.runner import rewrite_report
+
+        rewrite_report(spec, args.report)
+        return 0
     overrides = parse_overrides(args.overrides)
     return run_experiment(spec, overrides, federation=_federation(args, spec),
                           runs_dir=args.runs_dir, dry_run=args.dry_run, quiet=args.quiet)

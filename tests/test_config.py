@@ -136,3 +136,11 @@ def test_experiment_grid_errors_name_the_problem(tmp_path, grid, fragment):
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
     assert fragment in str(err.value)
+
+
+def test_report_of_a_directory_without_runs_is_refused(tmp_path):
+    from fedssl.cli import main
+
+    spec = tmp_path / "exp.toml"
+    spec.write_text("[grid]\nseed = [0]\n")
+    assert main(["experiment", str(spec), "--report", str(tmp_path)]) == 2

@@ -147,6 +147,11 @@ def test_experiment_runs_every_variant_and_tabulates(tmp_path):
     assert (root / "final_accuracy.png").is_file()
     runs = pd.read_csv(root / "runs.csv")
     assert (runs["status"] == "finished:completed").all()
+    # The report can be rewritten from runs.csv alone, without running anything.
+    (root / "results.md").unlink()
+    assert main(["experiment", str(spec), "--report", str(root)]) == 0
+    assert (root / "results.md").read_text().count("simsiam") == 1
+    assert (root / "knn_accuracy.png").is_file()
 
 
 # ---------------------------------------------------------------- L-DAWA and FedVSSL

@@ -14,12 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
+from fedssl.config import ConfigError
 from fedssl.experiments.launcher import Federation, LocalSuperLink
 from fedssl.experiments.progress import RoundProgress
 from fedssl.experiments.spec import ExperimentSpec, Variant
 
-__all__ = ["results_table", "run_experiment", "write_report"]
+__all__ = ["results_table", "rewrite_report", "run_experiment", "write_report"]
 
 
 def run_experiment(
@@ -93,6 +95,15 @@ def results_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
     return table.reset_index()
 
 
+def rewrite_report(spec: ExperimentSpec, root: Path) -> None:
+    """Tables and plots again from a finished experiment's ``runs.csv`` (nothing is rerun)."""
+    runs_path = Path(root) / "runs.csv"
+    if not runs_path.is_file():
+        raise ConfigError(f"--report {str(root)!r}: no runs.csv there; give the directory "
+                          "an experiment wrote")
+    write_report(spec, pd.read_csv(runs_path), Path(root))
+
+
 def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path) -> None:
     """runs.csv (one row per run), results.csv/.md (aggregated), comparison plots."""
     runs.to_csv(root / "runs.csv", index=False)
@@ -105,50 +116,95 @@ def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path) -> None:
     )
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
     _plot_final(table, grid_keys, root / "final_accuracy.png")
-    _plot_curves(runs, root / "knn_accuracy.png")
+    _plot_curves(runs, grid_keys, root / "knn_accuracy.png")
     print(f"\nfedssl: experiment results in {root}")
 
 
+def _split_axes(grid_keys: list[str]) -> tuple[str | None, list[str]]:
+    """Colour by the first grid axis; group (bars) or panel (curves) by the others."""
+    if not grid_keys:
+        return None, []
+    return grid_keys[0], grid_keys[1:]
+
+
+def _group_label(row: pd.Series, keys: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in keys) if keys else "all"
+
+
 def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
+    """Grouped bars: one group per combination of the other axes, one colour per first-axis
+    value, error bars over seeds, black ticks for the same network at random init."""
     metrics = [m for m in ("linear-probe-accuracy", "knn-accuracy")
                if f"{m} mean" in table.columns]
     if not metrics:
         return
-    labels = table[grid_keys or ["variant"]].astype(str).agg(",".join, axis=1)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    hue, group_keys = _split_axes(grid_keys)
+    hues = list(dict.fromkeys(table[hue])) if hue else ["all"]
+    groups = list(dict.fromkeys(table.apply(_group_label, axis=1, keys=group_keys)))
+    width = 0.8 / len(hues)
+    panel_width = max(5.0, 1.0 + 0.3 * len(hues) * len(groups))
+    fig, axes = plt.subplots(1, len(metrics), squeeze=False,
+                             figsize=(panel_width * len(metrics), 4.0))
     for ax, metric in zip(axes[0], metrics, strict=True):
-        ax.bar(labels, table[f"{metric} mean"], yerr=table[f"{metric} std"].fillna(0),
-               capsize=4, label="federated SSL")
-        baseline = f"random-init-{metric} mean"
-        if baseline in table.columns:
-            ax.scatter(labels, table[baseline], color="black", marker="_", s=400,
-                       label="random init", zorder=3)
+        top = 0.0
+        for h, value in enumerate(hues):
+            rows = table if hue is None else table[table[hue] == value]
+            positions = [groups.index(_group_label(r, group_keys)) + (h - (len(hues) - 1) / 2)
+                         * width for _, r in rows.iterrows()]
+            ax.bar(positions, rows[f"{metric} mean"], width=width * 0.95,
+                   yerr=rows[f"{metric} std"].fillna(0), capsize=3, label=str(value))
+            baseline = f"random-init-{metric} mean"
+            if baseline in rows.columns:
+                ax.scatter(positions, rows[baseline], color="black", marker="_", s=120,
+                           zorder=3, label="random init" if h == 0 else None)
+            top = max(top, float((rows[f"{metric} mean"] + rows[f"{metric} std"].fillna(0))
+                                 .max()))
+        ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
+        ax.set_ylim(0, min(1.0, top * 1.25))
         ax.set_title(metric)
-        ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", rotation=30)
-        ax.legend(loc="lower right")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, title=hue, title_fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _plot_curves(runs: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plotted = False
+def _plot_curves(runs: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
+    """kNN accuracy per round, mean over seeds: one panel per combination of the other grid
+    axes, one line per first-axis value."""
+    curves = []
     for _, run in runs.iterrows():
         metrics_path = Path(run["run-dir"]) / "metrics.csv"
         if not metrics_path.exists():
             continue
         frame = pd.read_csv(metrics_path)
         knn = frame[(frame["phase"] == "central") & (frame["metric"] == "knn-accuracy")]
-        if not knn.empty:
-            ax.plot(knn["round"], knn["value"], marker="o", label=run["variant"])
-            plotted = True
-    if plotted:
+        for _, row in knn.iterrows():
+            curves.append({**{k: run[k] for k in grid_keys}, "round": row["round"],
+                           "value": row["value"]})
+    if not curves:
+        return
+    frame = pd.DataFrame(curves)
+    hue, panel_keys = _split_axes(grid_keys)
+    frame["panel"] = frame.apply(_group_label, axis=1, keys=panel_keys)
+    panels = list(dict.fromkeys(frame["panel"]))
+    ncols = min(len(panels), 4)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False,
+                             sharey=True)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        rows = frame[frame["panel"] == panel]
+        for value, line in rows.groupby(hue, sort=False) if hue else [("all", rows)]:
+            mean = line.groupby("round")["value"].mean()
+            ax.plot(mean.index, mean.values, marker="o", label=str(value))
+        ax.set_title(panel, fontsize=9)
         ax.set_xlabel("round")
-        ax.set_ylabel("kNN accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
+    axes[0][0].set_ylabel("kNN accuracy (mean over seeds)")
+    axes[0][0].legend(fontsize=7, title=hue, title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
