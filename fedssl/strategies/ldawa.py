@@ -17,6 +17,7 @@ from flwr.common.logger import log
 from flwr.serverapp.strategy import FedAvg
 
 from fedssl.strategies.arraymath import (
+    accumulate,
     accumulator_dtype,
     cast_like,
     check_same_keys,
@@ -109,7 +110,7 @@ def ldawa_aggregate_with_deltas(
                 delta = _cosine(_flat(value), global_flat, global_sq)
                 deltas[key].append(delta)
                 coefficient *= delta
-            acc += np.multiply(value, coefficient, dtype=acc.dtype)
+            accumulate(acc, value, coefficient)
         out[key] = cast_like(acc, reference.dtype)
     return out, deltas
 
