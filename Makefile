@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup run test lint bench experiment
+.PHONY: setup run test lint bench bench-aggregation experiment
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,6 @@ experiment: setup
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py $(ARGS)
+
+bench-aggregation: setup
+	$(BIN)/python benchmarks/aggregation.py $(ARGS)
