@@ -14,13 +14,14 @@ from fedssl.flwr_app import client_app
 def test_merge_takes_prefixed_keys_from_the_server_and_the_rest_from_the_client():
     server = {"backbone.w": torch.zeros(2), "head.w": torch.zeros(2), "head.n": torch.tensor(0)}
     local = {"head.w": torch.ones(2), "head.n": torch.tensor(5)}
-    merged = merge_partial(server, local, "backbone.")
+    merged, used_local = merge_partial(server, local, "backbone.")
+    assert used_local
     assert list(merged) == list(server)
     assert merged["backbone.w"] is server["backbone.w"]
     assert merged["head.w"] is local["head.w"] and merged["head.n"] is local["head.n"]
     # First round (nothing kept yet), or a kept state that no longer fits: all from the server.
-    assert merge_partial(server, None, "backbone.") == server
-    assert merge_partial(server, {"other": torch.ones(1)}, "backbone.") == server
+    assert merge_partial(server, None, "backbone.") == (server, False)
+    assert merge_partial(server, {"other": torch.ones(1)}, "backbone.") == (server, False)
 
 
 def test_a_prefix_that_matches_nothing_names_the_existing_prefixes():

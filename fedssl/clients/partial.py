@@ -46,8 +46,8 @@ def merge_partial(
     global_state: Mapping[str, torch.Tensor],
     local_state: Mapping[str, torch.Tensor] | None,
     prefix: str,
-) -> dict[str, torch.Tensor]:
-    """The state a partially updating client trains from.
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """The state a partially updating client trains from, and whether its own arrays are in it.
 
     Keys with ``prefix`` come from ``global_state``; every other key from ``local_state``, the
     client's own arrays after its last round. Without a local state (the client's first
@@ -55,8 +55,8 @@ def merge_partial(
     """
     shared, local_keys = split_by_prefix(global_state, prefix)
     if local_state is None or set(local_state) != set(local_keys):
-        return dict(global_state)
-    return {k: shared[k] if k in shared else local_state[k] for k in global_state}
+        return dict(global_state), False
+    return {k: shared[k] if k in shared else local_state[k] for k in global_state}, True
 
 
 def remember_local(state: RecordDict, model_state: Mapping[str, torch.Tensor], prefix: str) -> None:

@@ -9,12 +9,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedssl.clients import get_task
-from fedssl.clients.partial import (
-    LOCAL_ARRAYS_KEY,
-    merge_partial,
-    recall_local,
-    remember_local,
-)
+from fedssl.clients.partial import merge_partial, recall_local, remember_local
 from fedssl.config import RunConfig
 
 app = ClientApp()
@@ -33,11 +28,14 @@ def _setup(context: Context):
     return cfg, task, pid, num_partitions
 
 
-def _incoming_state(msg: Message, context: Context, cfg: RunConfig) -> dict[str, torch.Tensor]:
-    """The server's arrays, or with partial-prefix set, its shared part plus our own rest."""
+def _incoming_state(
+    msg: Message, context: Context, cfg: RunConfig
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """The server's arrays, or with partial-prefix set, its shared part plus our own rest;
+    and whether our own arrays were used."""
     state = msg.content["arrays"].to_torch_state_dict()
     if not cfg.partial_prefix:
-        return state
+        return state, False
     return merge_partial(state, recall_local(context.state), cfg.partial_prefix)
 
 
@@ -48,8 +46,8 @@ def train(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"fault injected in partition {pid} (fault-kind=raise)")
     config = msg.content["config"]
     model = task.cached_model(cfg)
-    model.load_state_dict(_incoming_state(msg, context, cfg))
-    kept_local = bool(cfg.partial_prefix) and LOCAL_ARRAYS_KEY in context.state.array_records
+    state, kept_local = _incoming_state(msg, context, cfg)
+    model.load_state_dict(state)
     metrics = task.train(
         model,
         cfg,
@@ -75,7 +73,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     cfg, task, pid, num_partitions = _setup(context)
     model = task.cached_model(cfg)
-    model.load_state_dict(_incoming_state(msg, context, cfg))
+    model.load_state_dict(_incoming_state(msg, context, cfg)[0])
     metrics = task.evaluate_local(model, cfg, partition_id=pid, num_partitions=num_partitions)
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 

@@ -18,6 +18,8 @@ __all__ = [
     "accumulator_dtype",
     "cast_like",
     "check_same_keys",
+    "check_shape",
+    "check_unit_interval",
     "normalised",
     "weighted_sum",
 ]
@@ -86,11 +88,17 @@ def check_same_keys(
             )
 
 
-def _checked(value: np.ndarray, key: str, shape: tuple[int, ...], index: int) -> np.ndarray:
+def check_shape(value: np.ndarray, key: str, shape: tuple[int, ...], index: int) -> np.ndarray:
+    """``value`` as an array, or a ValueError naming the client and key of a shape mismatch."""
     value = np.asarray(value)
     if value.shape != shape:
         raise ValueError(f"client {index}: {key!r} has shape {value.shape}, expected {shape}")
     return value
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 def weighted_sum(
@@ -105,17 +113,14 @@ def weighted_sum(
     out: dict[str, np.ndarray] = {}
     for key in client_arrays[0]:
         acc: np.ndarray | None = None
-        shape: tuple[int, ...] = ()
-        dtype = np.dtype(np.float32)
         for index, (arrays, coefficient) in enumerate(
             zip(client_arrays, coefficients, strict=True)
         ):
             value = np.asarray(arrays[key])
             if acc is None:
-                shape, dtype = value.shape, value.dtype
-                # asarray: for 0-d inputs numpy returns a scalar, which cannot add in place.
-                acc = np.asarray(np.multiply(value, coefficient, dtype=accumulator_dtype(dtype)))
-            else:
-                accumulate(acc, _checked(value, key, shape, index), coefficient)
-        out[key] = cast_like(acc, dtype)
+                # The first client fixes the shape and dtype (its entry is read only once).
+                acc = np.zeros(value.shape, accumulator_dtype(value.dtype))
+                reference = value
+            accumulate(acc, check_shape(value, key, reference.shape, index), coefficient)
+        out[key] = cast_like(acc, reference.dtype)
     return out

@@ -21,7 +21,12 @@ import numpy as np
 from flwr.common.logger import log
 from flwr.serverapp.strategy import FedAvg
 
-from fedssl.strategies.arraymath import check_same_keys, normalised, weighted_sum
+from fedssl.strategies.arraymath import (
+    check_same_keys,
+    check_unit_interval,
+    normalised,
+    weighted_sum,
+)
 from fedssl.strategies.custom_mean import CustomMeanStrategy
 
 __all__ = ["FedVSSL", "fedvssl_aggregate", "fedvssl_coefficients", "loss_weights"]
@@ -40,8 +45,7 @@ def fedvssl_coefficients(
     num_examples: Sequence[float], losses: Sequence[float], alpha: float
 ) -> list[float]:
     """Each client's coefficient in θ_mix: ``α · exp(-L_k)/Σexp(-L) + (1-α) · n_k/Σn``."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_unit_interval("alpha", alpha)
     if len(num_examples) != len(losses):
         raise ValueError(f"{len(num_examples)} example counts but {len(losses)} losses")
     by_size = normalised(num_examples, "num_examples")
@@ -88,8 +92,7 @@ def fedvssl_aggregate(
     dict[str, np.ndarray]
         The clients' keys, shapes and dtypes (integer arrays rounded back).
     """
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    check_unit_interval("beta", beta)
     if len(client_arrays) != len(num_examples):
         raise ValueError(f"{len(client_arrays)} clients but {len(num_examples)} example counts")
     coefficients = fedvssl_coefficients(num_examples, losses, alpha)
@@ -140,9 +143,8 @@ class FedVSSL(CustomMeanStrategy):
         loss_key: str = "train-loss",
     ) -> None:
         super().__init__(base if base is not None else FedAvg())
-        fedvssl_coefficients([1], [0.0], alpha)  # validates alpha
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
+        check_unit_interval("alpha", alpha)
+        check_unit_interval("beta", beta)
         self.alpha, self.beta, self.loss_key = alpha, beta, loss_key
 
     def combine(

@@ -21,6 +21,7 @@ from fedssl.strategies.arraymath import (
     accumulator_dtype,
     cast_like,
     check_same_keys,
+    check_shape,
     normalised,
 )
 from fedssl.strategies.custom_mean import CustomMeanStrategy
@@ -60,13 +61,17 @@ def _cosine(client_flat: np.ndarray, global_flat: np.ndarray, global_sq: float) 
     return min(float(np.dot(client_flat, global_flat)) / math.sqrt(client_sq * global_sq), 1.0)
 
 
-def _client_weights(
-    num_clients: int, num_examples: Sequence[float] | None, weighting: str
-) -> list[float]:
+def _check_weighting(weighting: str) -> None:
     if weighting not in LDAWA_WEIGHTINGS:
         raise ValueError(
             f"weighting={weighting!r} is not valid; choose one of: {', '.join(LDAWA_WEIGHTINGS)}"
         )
+
+
+def _client_weights(
+    num_clients: int, num_examples: Sequence[float] | None, weighting: str
+) -> list[float]:
+    _check_weighting(weighting)
     if weighting == "uniform":
         return [1.0 / num_clients] * num_clients
     if num_examples is None or len(num_examples) != num_clients:
@@ -99,12 +104,7 @@ def ldawa_aggregate_with_deltas(
             deltas[key] = []
         acc = np.zeros(reference.shape, accumulator_dtype(reference.dtype))
         for index, (arrays, weight) in enumerate(zip(client_arrays, weights, strict=True)):
-            value = np.asarray(arrays[key])
-            if value.shape != reference.shape:
-                raise ValueError(
-                    f"client {index}: {key!r} has shape {value.shape}, "
-                    f"expected {reference.shape}"
-                )
+            value = check_shape(arrays[key], key, reference.shape, index)
             coefficient = weight
             if scaled:
                 delta = _cosine(_flat(value), global_flat, global_sq)
@@ -186,7 +186,7 @@ class LDAWA(CustomMeanStrategy):
         super().__init__(base if base is not None else FedAvg())
         if warmup_rounds < 0:
             raise ValueError(f"warmup_rounds must be >= 0, got {warmup_rounds}")
-        _client_weights(1, [1], weighting)  # validates the name
+        _check_weighting(weighting)
         self.warmup_rounds = warmup_rounds
         self.weighting = weighting
 
