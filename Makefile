@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup run test lint bench bench-aggregation experiment
+.PHONY: setup run test lint bench bench-aggregation bench-repopt experiment
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,6 @@ bench: setup
 
 bench-aggregation: setup
 	$(BIN)/python benchmarks/aggregation.py $(ARGS)
+
+bench-repopt: setup
+	$(BIN)/python benchmarks/repopt_step.py $(ARGS)

@@ -1,4 +1,4 @@
-"""The ``fedssl`` command: ``fedssl run`` and ``fedssl experiment``."""
+"""The ``fedssl`` command: ``fedssl run``, ``fedssl experiment`` and ``fedssl hyper-search``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def resolve_config(
                 f"num-server-rounds={cfg.num_server_rounds}; set num-server-rounds above "
                 f"{done} to continue it"
             )
+    if cfg.repopt_scales:
+        # The ServerApp runs in another working directory.
+        cfg = cfg.replace(repopt_scales=str(Path(cfg.repopt_scales).resolve()))
     if not cfg.output_dir:
         if cfg.resume_from:
             return cfg.replace(output_dir=cfg.resume_from)
@@ -67,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--report", type=Path, metavar="DIR",
                      help="rewrite the tables and plots of a finished experiment DIR; run nothing")
     _federation_args(exp)
+    hs = sub.add_parser("hyper-search", help="learn RepOpt scales centrally on a proxy dataset "
+                        "(the constants of strategy=fedrepopt)")
+    hs.add_argument("--model", required=True, help="RepOpt network, e.g. repopt-vgg-tiny")
+    hs.add_argument("--out", type=Path, required=True, help="scales file to write (.pt)")
+    hs.add_argument("--dataset", default="embedded-digits",
+                    help="proxy dataset (default embedded-digits; the paper: cifar100)")
+    hs.add_argument("--data-dir", default="", help="where the proxy dataset is on disk")
+    hs.add_argument("--image-size", type=int, default=32)
+    hs.add_argument("--epochs", type=int, default=10)
+    hs.add_argument("--warmup-epochs", type=int, default=1)
+    hs.add_argument("--batch-size", type=int, default=128)
+    hs.add_argument("--lr", type=float, default=0.1)
+    hs.add_argument("--weight-decay", type=float, default=4e-5)
+    hs.add_argument("--seed", type=int, default=0)
+    hs.add_argument("--max-steps", type=int, default=0, help="cap on total steps (0: none)")
     return parser
 
 
@@ -75,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "hyper-search":
+            return _cmd_hyper_search(args)
         return _cmd_experiment(args)
     except ConfigError as err:
         print(f"fedssl: invalid configuration: {err}", file=sys.stderr)
@@ -109,7 +129,8 @@ def _report(outcome) -> int:
         print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
         for key in ("linear-probe-accuracy", "random-init-linear-probe-accuracy",
                     "raw-pixel-linear-probe-accuracy", "knn-accuracy",
-                    "random-init-knn-accuracy", "total-failures"):
+                    "random-init-knn-accuracy", "test-accuracy", "random-init-test-accuracy",
+                    "reparameterized-test-accuracy", "total-failures"):
             if key in summary:
                 print(f"  {key:36s} {summary[key]:.4f}" if isinstance(summary[key], float)
                       else f"  {key:36s} {summary[key]}")
@@ -144,6 +165,36 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     return run_experiment(spec, overrides, federation=_federation(args, spec),
                           runs_dir=args.runs_dir, dry_run=args.dry_run, quiet=args.quiet)
+
+
+def _cmd_hyper_search(args: argparse.Namespace) -> int:
+    from fedssl.clients.hyper_search import (
+        HyperSearchSettings,
+        plot_scales,
+        run_hyper_search,
+        save_scales,
+        scale_summary,
+    )
+    from fedssl.datasets import DatasetNotFoundError
+
+    try:
+        settings = HyperSearchSettings(
+            model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+            image_size=args.image_size, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            seed=args.seed, max_steps=args.max_steps)
+        result = run_hyper_search(settings)
+    except (ValueError, DatasetNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+    path = save_scales(args.out, settings, result)
+    plot_scales(result["scales"], path.with_suffix(".png"))
+    print(f"fedssl: hyper-search of {args.model} on {result['proxy']}: proxy test accuracy "
+          f"{result['test-accuracy']:.4f} after {args.epochs} epochs "
+          f"({result['train-time-s']:.1f}s)")
+    for key, mean, low, high in scale_summary(result["scales"]):
+        print(f"  {key:40s} mean {mean:7.4f}  min {low:7.4f}  max {high:7.4f}")
+    print(f"fedssl: scales in {path} (plot {path.with_suffix('.png')})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 FAULT_KINDS = ("raise", "nan", "shape", "keys")
 WANDB_MODES = ("offline", "online", "disabled")
+AUGMENTS = ("none", "crop", "randaugment")
 
 
 class ConfigError(ValueError):
@@ -71,7 +72,8 @@ class RunConfig:
     fedvssl_alpha: float = _key(0.9, "FedVSSL: share of the loss-based aggregate", min=0.0, max=1.0)
     fedvssl_beta: float = _key(1.0, "FedVSSL: smoothing with the last global", min=0.0, max=1.0)
     # --- model and SSL method
-    model: str = _key("small-cnn", "backbone", choices="models")
+    model: str = _key("small-cnn", "backbone (image-ssl) or network (image-classification)",
+                      choices="models")
     ssl_method: str = _key("simclr", "self-supervised method (lightly)", choices="ssl")
     projection_dim: int = _key(128, "projection head output size", min=1)
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
@@ -82,6 +84,15 @@ class RunConfig:
     crop_min_scale: float = _key(0.5, "smallest random-resized-crop area", gt=0.0, max=1.0)
     color_jitter: float = _key(0.8, "colour jitter strength", min=0.0)
     hflip_prob: float = _key(0.0, "horizontal flip probability", min=0.0, max=1.0)
+    # --- supervised classification (task=image-classification) and FedRepOpt
+    repopt_mode: str = _key(
+        "target", "RepOpt model mode: rep (Tr), csla, hs, target (plain)", choices="repopt-modes"
+    )
+    repopt_scales: str = _key(
+        "", "hyper-search scales file (fedssl hyper-search): target init and FedRepOpt masks"
+    )
+    label_smoothing: float = _key(0.1, "cross-entropy label smoothing", min=0.0, lt=1.0)
+    augment: str = _key("crop", "supervised augmentation", choices=AUGMENTS)
     # --- data
     dataset: str = _key("embedded-digits", "dataset", choices="datasets")
     data_dir: str = _key("", "dataset directory (real datasets)")
@@ -132,6 +143,7 @@ class RunConfig:
                 f"{', '.join(ACCEPTS_SERVER_OPTIMIZER)}, not strategy={self.strategy!r}; "
                 "Flower's optimisers are strategies of their own (e.g. strategy=fedyogi)"
             )
+        self._check_task_and_model()
         if self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
             from fedssl.datasets import DatasetNotFoundError, check_dataset
 
@@ -146,6 +158,41 @@ class RunConfig:
                 f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
                 "give the run directory of an earlier run"
             )
+
+    def _check_task_and_model(self) -> None:
+        from fedssl.models.repopt import REPOPT_MODELS
+
+        repopt = self.model in REPOPT_MODELS
+        if self.task == "image-ssl" and repopt:
+            raise ConfigError(
+                f"model={self.model!r} is a RepOpt classifier; use task=image-classification, "
+                "or a backbone for task=image-ssl"
+            )
+        if self.strategy == "fedrepopt":
+            wrong = []
+            if self.task != "image-classification":
+                wrong.append(f"task={self.task!r} (needs image-classification)")
+            if not repopt:
+                wrong.append(f"model={self.model!r} (needs one of {', '.join(REPOPT_MODELS)})")
+            if self.repopt_mode != "target":
+                wrong.append(f"repopt-mode={self.repopt_mode!r} (needs target)")
+            if not self.repopt_scales:
+                wrong.append("repopt-scales='' (needs the file `fedssl hyper-search` writes)")
+            if wrong:
+                raise ConfigError("strategy=fedrepopt trains a plain RepOpt model with masked "
+                                  "gradients; fix: " + "; ".join(wrong))
+        if self.repopt_scales:
+            if not (repopt and self.repopt_mode == "target"):
+                raise ConfigError(
+                    f"repopt-scales={self.repopt_scales!r} initialises a plain RepOpt model; it "
+                    f"needs a RepOpt model with repopt-mode=target, got model={self.model!r}, "
+                    f"repopt-mode={self.repopt_mode!r}"
+                )
+            if not Path(self.repopt_scales).is_file():
+                raise ConfigError(
+                    f"repopt-scales={self.repopt_scales!r}: no such file; write one with "
+                    f"`fedssl hyper-search --model {self.model} --out FILE`"
+                )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -197,8 +244,13 @@ def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
         return LDAWA_WEIGHTINGS
     if kind == "models":
         from fedssl.models import BACKBONES
+        from fedssl.models.repopt import REPOPT_MODELS
 
-        return tuple(BACKBONES)
+        return (*BACKBONES, *REPOPT_MODELS)
+    if kind == "repopt-modes":
+        from fedssl.models.repopt import REPOPT_MODES
+
+        return REPOPT_MODES
     if kind == "ssl":
         from fedssl.models import SSL_METHODS
 

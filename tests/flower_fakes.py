@@ -41,3 +41,13 @@ def record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
 
 def numpy_of(arrays: ArrayRecord) -> dict[str, np.ndarray]:
     return {k: a.numpy() for k, a in arrays.items()}
+
+
+class FakeGrid:
+    """The part of a Grid that Flower's node sampling reads."""
+
+    def __init__(self, node_ids) -> None:
+        self.node_ids = list(node_ids)
+
+    def get_node_ids(self):
+        return self.node_ids

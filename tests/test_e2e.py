@@ -186,3 +186,26 @@ def test_fedvssl_clients_keep_their_heads_between_rounds(tmp_path):
     assert kept == {1: [0, 0, 0], 2: [1, 1, 1]}  # Context.state survived between rounds
     weight = metrics[metrics["metric"] == "fedvssl-max-loss-weight"]
     assert len(weight) == 2 and weight["value"].between(1 / 3, 1).all()
+
+
+# ---------------------------------------------------------------- FedRepOpt
+def test_fedrepopt_run_ships_scales_and_clients_train_with_masks(tmp_path):
+    from fedssl.clients.hyper_search import HyperSearchSettings, save_scales
+    from fedssl.models.repopt import default_scales
+
+    scales = save_scales(tmp_path / "scales.pt", HyperSearchSettings(model="repopt-ghost-tiny"),
+                         {"scales": default_scales("repopt-ghost-tiny"), "test-accuracy": 0.0,
+                          "history": [], "proxy": "initial values"})
+    run_dir = fedssl_run(tmp_path, "fedrepopt", "task=image-classification",
+                         "model=repopt-ghost-tiny", "strategy=fedrepopt",
+                         f"repopt-scales={scales}", "lr=0.01", "momentum=0.0")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    masks = metrics[(metrics["source"] == "client") & (metrics["metric"] == "repopt-masks")]
+    assert len(masks) == 6 and (masks["value"] == 1).all()  # 3 clients x 2 rounds
+    accuracy = metrics[(metrics["phase"] == "central") & (metrics["metric"] == "test-accuracy")]
+    assert list(accuracy["round"]) == [1, 2] and accuracy["value"].between(0, 1).all()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0.0 <= summary["test-accuracy"] <= 1.0
+    assert "random-init-test-accuracy" in summary
+    # Only the plain network travels: no multi-branch arrays in the global model.
+    assert not any("scale" in key or "1x1" in key for key in final_state(run_dir))

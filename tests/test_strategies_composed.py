@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from flower_fakes import numpy_of, record, reply, set_task_identity
+from flower_fakes import FakeGrid, numpy_of, record, reply, set_task_identity
 from flwr.app import ConfigRecord
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedYogi
 
@@ -27,14 +27,6 @@ CLIENT_ARRAYS = [
 ]
 SIZES = [10, 30, 60]
 LOSSES = [1.0, 0.5, 2.0]
-
-
-class FakeGrid:
-    def __init__(self, node_ids):
-        self.node_ids = list(node_ids)
-
-    def get_node_ids(self):
-        return self.node_ids
 
 
 @pytest.fixture(autouse=True)

@@ -97,9 +97,16 @@ def test_reply_order_does_not_change_the_aggregate():
     assert np.array_equal(a["w"].numpy(), b["w"].numpy())
 
 
-def test_every_registered_strategy_builds_and_unknown_lists_valid():
+def test_every_registered_strategy_builds_and_unknown_lists_valid(tmp_path):
+    from fedssl.clients.hyper_search import HyperSearchSettings, save_scales
+    from fedssl.models.repopt import default_scales
+
+    scales = save_scales(tmp_path / "s.pt", HyperSearchSettings(model="repopt-vgg-tiny"),
+                         {"scales": default_scales("repopt-vgg-tiny"), "test-accuracy": 0.0,
+                          "history": [], "proxy": "initial values"})
+    params = StrategyParams(repopt_scales=str(scales))  # fedrepopt needs its scales
     for name in STRATEGIES:
-        assert build_strategy(name, StrategyParams()) is not None
+        assert build_strategy(name, params) is not None
     with pytest.raises(ValueError, match="fedavg, fedavgm"):
         build_strategy("nosuch", StrategyParams())
 

@@ -6,10 +6,12 @@ one more file and one more registry line.
 """
 
 from fedssl.clients.base import ClientTask
+from fedssl.clients.image_classification import ImageClassificationTask
 from fedssl.clients.image_ssl import ImageSSLTask
 
 TASKS: dict[str, type[ClientTask]] = {
     "image-ssl": ImageSSLTask,
+    "image-classification": ImageClassificationTask,
 }
 
 
@@ -24,4 +26,4 @@ def get_task(name: str) -> ClientTask:
 
 _INSTANCES: dict[str, ClientTask] = {}
 
-__all__ = ["TASKS", "ClientTask", "ImageSSLTask", "get_task"]
+__all__ = ["TASKS", "ClientTask", "ImageClassificationTask", "ImageSSLTask", "get_task"]

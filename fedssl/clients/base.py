@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,7 +14,14 @@ import torch
 if TYPE_CHECKING:
     from fedssl.config import RunConfig
 
-__all__ = ["ClientTask", "seed_everything"]
+__all__ = [
+    "ClientTask",
+    "ProximalTerm",
+    "empty_partition_metrics",
+    "local_step_budget",
+    "seed_everything",
+    "steps_over",
+]
 
 
 def seed_everything(*parts: int) -> int:
@@ -28,6 +37,56 @@ def seed_everything(*parts: int) -> int:
     return seed
 
 
+def local_step_budget(batches_per_epoch: int, cfg: RunConfig) -> int:
+    """Local steps of one round: ``local-epochs`` passes, capped by ``max-local-steps``."""
+    total = cfg.local_epochs * batches_per_epoch
+    return min(total, cfg.max_local_steps) if cfg.max_local_steps else total
+
+
+def steps_over(loader: Iterable, total_steps: int) -> Iterator:
+    """Batches of ``loader`` for exactly ``total_steps`` steps, starting new passes as needed."""
+    done = 0
+    while done < total_steps:
+        for batch in loader:
+            if done >= total_steps:
+                return
+            done += 1
+            yield batch
+        if done == 0:  # an empty loader would loop forever
+            return
+
+
+class ProximalTerm:
+    """FedProx's ``mu/2 · ||w - w_global||²``: Flower's strategy only sends mu; the term is
+    the client's. Zero (and no copy of the weights kept) when ``mu`` is 0."""
+
+    def __init__(self, params: list[torch.nn.Parameter], mu: float) -> None:
+        self.mu = mu
+        self.params = params
+        self.anchors = [p.detach().clone() for p in params] if mu > 0 else []
+
+    def __call__(self) -> torch.Tensor | float:
+        if not self.anchors:
+            return 0.0
+        pairs = zip(self.params, self.anchors, strict=True)
+        return 0.5 * self.mu * sum(((p - g) ** 2).sum() for p, g in pairs)
+
+
+def empty_partition_metrics(partition_id: int, started: float) -> dict[str, float | int]:
+    """The reply of a client with (almost) no data.
+
+    A Dirichlet split can leave a client (almost) empty; BatchNorm cannot train on one sample.
+    The reply carries weight num-examples=0, so it changes nothing.
+    """
+    return {
+        "train-loss": 0.0,
+        "num-examples": 0,
+        "local-steps": 0,
+        "train-time": time.perf_counter() - started,
+        "partition-id": partition_id,
+    }
+
+
 class ClientTask(ABC):
     """One kind of local work. The model's whole ``state_dict`` is what gets federated."""
 
@@ -35,7 +94,12 @@ class ClientTask(ABC):
 
     @abstractmethod
     def build_model(self, cfg: RunConfig) -> torch.nn.Module:
-        """A freshly initialised model (seeded by the caller)."""
+        """A freshly initialised model (seeded by the caller): the global model's start."""
+
+    @abstractmethod
+    def cached_model(self, cfg: RunConfig) -> torch.nn.Module:
+        """A model of this configuration on the training device, built once per process; its
+        weights get overwritten by each message's arrays."""
 
     @abstractmethod
     def train(
@@ -47,8 +111,13 @@ class ClientTask(ABC):
         num_partitions: int,
         server_round: int,
         proximal_mu: float = 0.0,
+        grad_scales: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, float | int]:
-        """Train in place on one partition; return metrics including ``num-examples``."""
+        """Train in place on one partition; return metrics including ``num-examples``.
+
+        ``grad_scales`` are the per-channel RepOpt scales the FedRepOpt strategy ships with
+        its instructions; a task that cannot use them must raise ValueError.
+        """
 
     @abstractmethod
     def evaluate_local(

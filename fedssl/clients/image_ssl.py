@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -14,15 +13,22 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from fedssl.clients.base import ClientTask, seed_everything
-from fedssl.clients.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
-from fedssl.datasets import (
-    ImageArrays,
-    class_histograms,
-    default_cache_dir,
-    load_image_dataset,
-    partition_indices,
+from fedssl.clients.base import (
+    ClientTask,
+    ProximalTerm,
+    empty_partition_metrics,
+    local_step_budget,
+    seed_everything,
+    steps_over,
 )
+from fedssl.clients.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from fedssl.clients.image_data import (
+    device_for_training,
+    eval_split,
+    partition,
+    partition_class_histograms,
+)
+from fedssl.datasets import ImageArrays, default_cache_dir
 from fedssl.models import (
     SSLModel,
     ViewOptions,
@@ -33,7 +39,7 @@ from fedssl.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from fedssl.config import RunConfig
 
@@ -51,46 +57,6 @@ class MultiViewDataset(Dataset):
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
         return self.transform(Image.fromarray(self.images[index]))
-
-
-def device_for_training() -> torch.device:
-    # Ray hides GPUs from actors that were given none (CUDA_VISIBLE_DEVICES=''), so this
-    # picks the GPU exactly when the client was allotted one.
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@functools.lru_cache(maxsize=16)
-def _partitions(
-    cfg_key: tuple, num_partitions: int, method: str, alpha: float, k: int, seed: int
-) -> list[np.ndarray]:
-    return partition_indices(
-        _train(cfg_key).labels,
-        num_partitions,
-        method=method,
-        alpha=alpha,
-        classes_per_partition=k,
-        seed=seed,
-    )
-
-
-def _data_key(cfg: RunConfig) -> tuple:
-    return (cfg.dataset, cfg.data_dir, cfg.hf_dataset, cfg.image_size)
-
-
-def _split(data_key: tuple, split: str) -> ImageArrays:
-    # load_image_dataset keeps loaded datasets in a per-process cache: Ray workers load once.
-    name, data_dir, hf_dataset, image_size = data_key
-    return load_image_dataset(
-        name, split, data_dir=data_dir, hf_dataset=hf_dataset, image_size=image_size
-    )
-
-
-def _train(data_key: tuple) -> ImageArrays:
-    return _split(data_key, "train")
-
-
-def _test(data_key: tuple) -> ImageArrays:
-    return _split(data_key, "test")
 
 
 def raw_pixel_probe(train: ImageArrays, test: ImageArrays, *, seed: int) -> float:
@@ -155,20 +121,8 @@ class ImageSSLTask(ClientTask):
             self._models[key] = self.build_model(cfg).to(device_for_training())
         return self._models[key]
 
-    def _partition(self, cfg: RunConfig, partition_id: int, num_partitions: int) -> ImageArrays:
-        if not 0 <= partition_id < num_partitions:
-            raise ValueError(f"partition-id={partition_id} outside 0..{num_partitions - 1}")
-        parts = self._partition_indices(cfg, num_partitions)
-        return _train(_data_key(cfg)).subset(parts[partition_id])
-
-    def _partition_indices(self, cfg: RunConfig, num_partitions: int) -> list[np.ndarray]:
-        return _partitions(_data_key(cfg), num_partitions, cfg.partitioner,
-                           cfg.dirichlet_alpha, cfg.classes_per_client, cfg.seed)
-
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
-        parts = self._partition_indices(cfg, num_partitions)
-        train = _train(_data_key(cfg))
-        return class_histograms(train.labels, parts, train.num_classes)
+        return partition_class_histograms(cfg, num_partitions)
 
     # ------------------------------------------------------------------ local work
     def train(
@@ -180,47 +134,33 @@ class ImageSSLTask(ClientTask):
         num_partitions: int,
         server_round: int,
         proximal_mu: float = 0.0,
+        grad_scales: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, float | int]:
+        if grad_scales:
+            raise ValueError("RepOpt gradient scales (strategy=fedrepopt) need "
+                             "task=image-classification; image-ssl trains with plain SGD")
         start = time.perf_counter()
-        data = self._partition(cfg, partition_id, num_partitions)
+        data = partition(cfg, partition_id, num_partitions)
         if len(data) < 2:
-            # A Dirichlet split can leave a client (almost) empty; BatchNorm cannot train on
-            # one sample. The reply carries weight num-examples=0, so it changes nothing.
-            return {
-                "train-loss": 0.0,
-                "num-examples": 0,
-                "local-steps": 0,
-                "train-time": time.perf_counter() - start,
-                "partition-id": partition_id,
-            }
+            return empty_partition_metrics(partition_id, start)
         seed_everything(cfg.seed, server_round, partition_id)
         device = next(model.parameters()).device
         loader = self._loader(data, cfg, shuffle=True)
         params = [p for p in model.parameters() if p.requires_grad]
-        global_params = [p.detach().clone() for p in params] if proximal_mu > 0 else []
+        proximal = ProximalTerm(params, proximal_mu)
         optimizer = torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        total_steps = cfg.local_epochs * len(loader)
-        if cfg.max_local_steps:
-            total_steps = min(total_steps, cfg.max_local_steps)
+        total_steps = local_step_budget(len(loader), cfg)
         model.train()
         losses: list[float] = []
-        while len(losses) < total_steps:
-            for views in loader:
-                if len(losses) >= total_steps:
-                    break
-                model.on_step_start(len(losses) / max(total_steps, 1))
-                loss = model.training_loss([v.to(device) for v in views])
-                if global_params:
-                    # FedProx: Flower's strategy only sends mu; the proximal term is ours.
-                    pairs = zip(params, global_params, strict=True)
-                    prox = sum(((p - g) ** 2).sum() for p, g in pairs)
-                    loss = loss + 0.5 * proximal_mu * prox
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+        for views in steps_over(loader, total_steps):
+            model.on_step_start(len(losses) / max(total_steps, 1))
+            loss = model.training_loss([v.to(device) for v in views]) + proximal()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
         return {
             "train-loss": float(np.mean(losses)) if losses else float("nan"),
             "num-examples": len(data),
@@ -233,7 +173,7 @@ class ImageSSLTask(ClientTask):
     def evaluate_local(
         self, model: torch.nn.Module, cfg: RunConfig, *, partition_id: int, num_partitions: int
     ) -> dict[str, float | int]:
-        data = self._partition(cfg, partition_id, num_partitions)
+        data = partition(cfg, partition_id, num_partitions)
         seed_everything(cfg.seed, 0, partition_id)
         device = next(model.parameters()).device
         losses = [
@@ -262,17 +202,10 @@ class ImageSSLTask(ClientTask):
         )
 
     # ------------------------------------------------------------------ server side
-    def _eval_split(self, cfg: RunConfig, split: str) -> ImageArrays:
-        data = _train(_data_key(cfg)) if split == "train" else _test(_data_key(cfg))
-        if cfg.eval_max_samples and len(data) > cfg.eval_max_samples:
-            rng = np.random.default_rng(cfg.seed)
-            data = data.subset(np.sort(rng.choice(len(data), cfg.eval_max_samples, replace=False)))
-        return data
-
     def _features(self, model: SSLModel, cfg: RunConfig) -> tuple:
         transform = build_eval_transform(image_size=cfg.image_size)
         device = next(model.parameters()).device
-        train, test = self._eval_split(cfg, "train"), self._eval_split(cfg, "test")
+        train, test = eval_split(cfg, "train"), eval_split(cfg, "test")
         f_train = extract_features(model.backbone, train.images, transform, device=device)
         f_test = extract_features(model.backbone, test.images, transform, device=device)
         return f_train, train, f_test, test

@@ -21,7 +21,8 @@ from fedssl.experiments.launcher import Federation, LocalSuperLink
 from fedssl.experiments.progress import RoundProgress
 from fedssl.experiments.spec import ExperimentSpec, Variant
 
-__all__ = ["results_table", "rewrite_report", "run_experiment", "write_report"]
+__all__ = ["results_table", "rewrite_report", "rounds_to_target", "run_experiment",
+           "write_report"]
 
 
 def run_experiment(
@@ -69,6 +70,9 @@ def run_experiment(
             if summary_path.exists():
                 row |= {k: v for k, v in json.loads(summary_path.read_text()).items()
                         if k.endswith("accuracy")}
+            if spec.report.target is not None:
+                row["rounds-to-target"] = rounds_to_target(
+                    outcome.run_dir / "metrics.csv", spec.report.curve, spec.report.target)
             rows.append(row)
             if not outcome.completed:
                 print(f"fedssl: run {i:02d} ended {outcome.status}: {outcome.details}",
@@ -83,15 +87,28 @@ def _federation_of(variant: Variant, default: Federation) -> Federation:
     return dataclasses.replace(default, num_supernodes=variant.num_supernodes)
 
 
+def rounds_to_target(metrics_csv: Path, metric: str, target: float) -> float:
+    """First round whose central ``metric`` is at least ``target``; NaN if none is."""
+    if not Path(metrics_csv).exists():
+        return float("nan")
+    frame = pd.read_csv(metrics_csv)
+    rows = frame[(frame["phase"] == "central") & (frame["metric"] == metric)]
+    reached = rows[rows["value"] >= target]
+    return float(reached["round"].min()) if len(reached) else float("nan")
+
+
 def results_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds of every accuracy column, one row per grid combination."""
-    metrics = [c for c in runs.columns if c.endswith("accuracy")]
+    """Mean and std over seeds of every accuracy column (and rounds-to-target, with the number
+    of seeds that reached the target), one row per grid combination."""
+    metrics = [c for c in runs.columns if c.endswith("accuracy") or c == "rounds-to-target"]
     if not grid_keys:
         runs = runs.assign(variant="all")
         grid_keys = ["variant"]
     table = runs.groupby(grid_keys, sort=False)[metrics].agg(["mean", "std"])
     table.columns = [f"{m} {stat}" for m, stat in table.columns]
     table["seeds"] = runs.groupby(grid_keys, sort=False).size()
+    if "rounds-to-target" in runs.columns:
+        table["reached-target"] = runs.groupby(grid_keys, sort=False)["rounds-to-target"].count()
     return table.reset_index()
 
 
@@ -115,8 +132,9 @@ def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path) -> None:
                                                                         floatfmt=".4f") + "\n"
     )
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
-    _plot_final(table, grid_keys, root / "final_accuracy.png")
-    _plot_curves(runs, grid_keys, root / "knn_accuracy.png")
+    _plot_final(table, grid_keys, root / "final_accuracy.png", spec.report.metrics)
+    _plot_curves(runs, grid_keys, root / f"{spec.report.curve.replace('-', '_')}.png",
+                 spec.report.curve, spec.report.target)
     print(f"\nfedssl: experiment results in {root}")
 
 
@@ -131,11 +149,11 @@ def _group_label(row: pd.Series, keys: list[str]) -> str:
     return ", ".join(f"{k}={row[k]}" for k in keys) if keys else "all"
 
 
-def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
+def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path,
+                metrics: tuple[str, ...]) -> None:
     """Grouped bars: one group per combination of the other axes, one colour per first-axis
     value, error bars over seeds, black ticks for the same network at random init."""
-    metrics = [m for m in ("linear-probe-accuracy", "knn-accuracy")
-               if f"{m} mean" in table.columns]
+    metrics = [m for m in metrics if f"{m} mean" in table.columns]
     if not metrics:
         return
     hue, group_keys = _split_axes(grid_keys)
@@ -169,17 +187,18 @@ def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_curves(runs: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
-    """kNN accuracy per round, mean over seeds: one panel per combination of the other grid
-    axes, one line per first-axis value."""
+def _plot_curves(runs: pd.DataFrame, grid_keys: list[str], path: Path, metric: str,
+                 target: float | None) -> None:
+    """A central metric per round, mean over seeds: one panel per combination of the other
+    grid axes, one line per first-axis value; the target as a dashed line."""
     curves = []
     for _, run in runs.iterrows():
         metrics_path = Path(run["run-dir"]) / "metrics.csv"
         if not metrics_path.exists():
             continue
         frame = pd.read_csv(metrics_path)
-        knn = frame[(frame["phase"] == "central") & (frame["metric"] == "knn-accuracy")]
-        for _, row in knn.iterrows():
+        central = frame[(frame["phase"] == "central") & (frame["metric"] == metric)]
+        for _, row in central.iterrows():
             curves.append({**{k: run[k] for k in grid_keys}, "round": row["round"],
                            "value": row["value"]})
     if not curves:
@@ -198,12 +217,14 @@ def _plot_curves(runs: pd.DataFrame, grid_keys: list[str], path: Path) -> None:
         rows = frame[frame["panel"] == panel]
         for value, line in rows.groupby(hue, sort=False) if hue else [("all", rows)]:
             mean = line.groupby("round")["value"].mean()
-            ax.plot(mean.index, mean.values, marker="o", label=str(value))
+            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=str(value))
+        if target is not None:
+            ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("kNN accuracy (mean over seeds)")
+    axes[0][0].set_ylabel(f"{metric} (mean over seeds)")
     axes[0][0].legend(fontsize=7, title=hue, title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

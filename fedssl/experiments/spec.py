@@ -14,16 +14,24 @@ dirichlet-alpha = 0.1
 ssl-method = ["simclr", "byol"]
 # An axis may also list tables: each sets several keys at once and is shown by its name.
 # A table may set num-supernodes too (cross-silo vs cross-device in one experiment).
+# A string value may name another key of the same variant in braces: {model} below becomes
+# the variant's model, so one table serves every network of another axis.
 setting = [
   { name = "cross-silo", num-supernodes = 10, fraction-train = 1.0 },
   { name = "cross-device", num-supernodes = 100, fraction-train = 0.1 },
 ]
+
+[report]                  # optional; defaults shown
+metrics = ["linear-probe-accuracy", "knn-accuracy"]   # final values, bar plot
+curve = "knn-accuracy"    # central metric plotted per round
+target = 0.5              # optional: rounds until `curve` first reaches it, per run
 ```
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +39,7 @@ from typing import Any
 
 from fedssl.config import ConfigError, load_defaults
 
-__all__ = ["ExperimentSpec", "Variant", "load_experiment"]
+__all__ = ["ExperimentSpec", "ReportSpec", "Variant", "load_experiment", "substitute_keys"]
 
 
 # Keys a grid table may set besides run-config keys.
@@ -62,6 +70,30 @@ def _settings(axis: str, value: Any) -> dict[str, Any]:
     return {axis: value}
 
 
+_REFERENCE = re.compile(r"\{([a-z0-9-]+)\}")
+
+
+def substitute_keys(settings: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``{key}`` in string values by the value of ``key`` in the same settings.
+
+    Unknown names are left as they are (the run config then reports the odd value).
+    """
+    def fill(text: str) -> str:
+        return _REFERENCE.sub(
+            lambda m: str(settings[m.group(1)]) if m.group(1) in settings else m.group(0), text)
+
+    return {k: fill(v) if isinstance(v, str) else v for k, v in settings.items()}
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """What the experiment report plots: final metrics, the per-round curve, a target."""
+
+    metrics: tuple[str, ...] = ("linear-probe-accuracy", "knn-accuracy")
+    curve: str = "knn-accuracy"
+    target: float | None = None
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     name: str
@@ -70,6 +102,7 @@ class ExperimentSpec:
     num_supernodes: int = 10
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    report: ReportSpec = field(default_factory=ReportSpec)
 
     def variants(self) -> list[Variant]:
         """Every grid combination times every seed, named ``axis=label,...,seed=N``."""
@@ -86,8 +119,8 @@ class ExperimentSpec:
                     num_supernodes = int(value["num-supernodes"])
             for seed in self.seeds:
                 name = ",".join(f"{k}={v}" for k, v in (labels | {"seed": seed}).items())
-                out.append(Variant(name, self.base | settings | {"seed": seed},
-                                   labels | {"seed": seed}, num_supernodes))
+                overrides = substitute_keys(self.base | settings | {"seed": seed})
+                out.append(Variant(name, overrides, labels | {"seed": seed}, num_supernodes))
         return out
 
 
@@ -121,6 +154,14 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
                     f"a table may set run-config keys and {', '.join(TABLE_KEYS)}"
                 )
     seeds = meta.get("seeds", [0])
+    report = data.get("report", {})
+    unknown = sorted(set(report) - {"metrics", "curve", "target"})
+    if unknown:
+        raise ConfigError(f"{path}: [report] has unknown keys {unknown}; valid: metrics, "
+                          "curve, target")
+    target = report.get("target")
+    if target is not None and not isinstance(target, int | float):
+        raise ConfigError(f"{path}: [report] target must be a number, got {target!r}")
     return ExperimentSpec(
         name=str(meta.get("name", path.stem)),
         description=str(meta.get("description", "")),
@@ -128,4 +169,9 @@ def load_experiment(path: str | Path) -> ExperimentSpec:
         num_supernodes=int(meta.get("num-supernodes", 10)),
         base=base,
         grid=grid,
+        report=ReportSpec(
+            metrics=tuple(report.get("metrics", ReportSpec.metrics)),
+            curve=str(report.get("curve", ReportSpec.curve)),
+            target=float(target) if target is not None else None,
+        ),
     )

@@ -11,6 +11,7 @@ from flwr.clientapp import ClientApp
 from fedssl.clients import get_task
 from fedssl.clients.partial import merge_partial, recall_local, remember_local
 from fedssl.config import RunConfig
+from fedssl.strategies.fedrepopt import GRAD_SCALES_KEY
 
 app = ClientApp()
 
@@ -55,6 +56,7 @@ def train(msg: Message, context: Context) -> Message:
         num_partitions=num_partitions,
         server_round=int(config["server-round"]),
         proximal_mu=float(config.get("proximal-mu", 0.0)),
+        grad_scales=_grad_scales(msg),
     )
     state = model.state_dict()
     if cfg.partial_prefix:
@@ -67,6 +69,13 @@ def train(msg: Message, context: Context) -> Message:
         RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}),
         reply_to=msg,
     )
+
+
+def _grad_scales(msg: Message) -> dict[str, torch.Tensor] | None:
+    """FedRepOpt's per-channel scales, when the strategy sent them with the instructions."""
+    if GRAD_SCALES_KEY not in msg.content.array_records:
+        return None
+    return msg.content.array_records[GRAD_SCALES_KEY].to_torch_state_dict()
 
 
 @app.evaluate()

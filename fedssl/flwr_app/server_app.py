@@ -184,7 +184,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         })
         elapsed = time.perf_counter() - t_rounds
         shown = " | ".join(f"{k} {v:.4g}" for k, v in (train_metrics | central).items()
-                           if k in ("train-loss", "knn-accuracy", "failures", "ldawa-delta-mean"))
+                           if k in ("train-loss", "knn-accuracy", "test-accuracy", "failures",
+                                    "ldawa-delta-mean"))
         log(INFO, "%s round %d/%d | %s | %.1fs", PROGRESS_PREFIX, rnd, cfg.num_server_rounds,
             shown, elapsed)
         return MetricRecord(central) if central else None

@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import (
 )
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from fedssl.strategies.fedrepopt import FedRepOpt
 from fedssl.strategies.fedvssl import FedVSSL
 from fedssl.strategies.ldawa import LDAWA
 
@@ -58,6 +59,7 @@ class StrategyParams:
     ldawa_weighting: str = "uniform"
     fedvssl_alpha: float = 0.9
     fedvssl_beta: float = 1.0
+    repopt_scales: str = ""
 
 
 def aggregate_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
@@ -106,6 +108,7 @@ STRATEGIES: dict[str, Callable[[StrategyParams], Strategy]] = {
         _server_optimizer(p), warmup_rounds=p.ldawa_warmup_rounds, weighting=p.ldawa_weighting
     ),
     "fedvssl": lambda p: FedVSSL(_server_optimizer(p), alpha=p.fedvssl_alpha, beta=p.fedvssl_beta),
+    "fedrepopt": lambda p: FedRepOpt(_repopt_scales(p), **_common(p)),
 }
 
 # Strategies that replace the client mean and so can hand it to a server optimiser.
@@ -120,6 +123,15 @@ SERVER_OPTIMIZERS: dict[str, Callable[[StrategyParams], FedAvg]] = {
     "fedyogi": STRATEGIES["fedyogi"],
     "fedadagrad": STRATEGIES["fedadagrad"],
 }
+
+
+def _repopt_scales(p: StrategyParams) -> dict:
+    if not p.repopt_scales:
+        raise ValueError("strategy=fedrepopt needs repopt-scales, the file `fedssl hyper-search` "
+                         "writes")
+    from fedssl.clients.hyper_search import load_scales
+
+    return load_scales(p.repopt_scales)
 
 
 def _server_optimizer(p: StrategyParams) -> FedAvg:
