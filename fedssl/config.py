@@ -213,9 +213,11 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def default_run_name(self) -> str:
-        """``<dataset>-<ssl-method>-<strategy>-<timestamp>``, used when run-name is empty."""
+        """``<dataset>-<ssl-method or model>-<strategy>-<timestamp>``, used when run-name is
+        empty (the SSL method names an image-ssl run, the network a classification run)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return f"{self.dataset}-{self.ssl_method}-{self.strategy}-{stamp}"
+        what = self.ssl_method if self.task == "image-ssl" else self.model
+        return f"{self.dataset}-{what}-{self.strategy}-{stamp}"
 
     @property
     def tags(self) -> list[str]:
