@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClientTask",
     "ProximalTerm",
+    "device_for_training",
     "empty_partition_metrics",
     "local_step_budget",
     "seed_everything",
@@ -87,10 +88,25 @@ def empty_partition_metrics(partition_id: int, started: float) -> dict[str, floa
     }
 
 
+def device_for_training() -> torch.device:
+    # Ray hides GPUs from actors that were given none (CUDA_VISIBLE_DEVICES=''), so this
+    # picks the GPU exactly when the client was allotted one.
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 class ClientTask(ABC):
     """One kind of local work. The model's whole ``state_dict`` is what gets federated."""
 
     name: str
+
+    def _model_once(self, key: tuple, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """``build()`` on the training device, once per process and ``key``: Flower makes a
+        new ClientApp call per message and Ray reuses the worker, so rebuilding every round
+        would waste time (the weights are overwritten by each message's arrays anyway)."""
+        cache = self.__dict__.setdefault("_model_cache", {})
+        if key not in cache:
+            cache[key] = build().to(device_for_training())
+        return cache[key]
 
     @abstractmethod
     def build_model(self, cfg: RunConfig) -> torch.nn.Module:

@@ -31,7 +31,6 @@ from fedssl.clients.base import (
 )
 from fedssl.clients.image_data import (
     data_key,
-    device_for_training,
     eval_split,
     partition,
     partition_class_histograms,
@@ -188,9 +187,6 @@ class ImageClassificationTask(ClientTask):
 
     name = "image-classification"
 
-    def __init__(self) -> None:
-        self._models: dict[tuple, nn.Module] = {}
-
     # ------------------------------------------------------------------ model
     def _architecture(self, cfg: RunConfig) -> nn.Module:
         num_classes = split(data_key(cfg), "train").num_classes
@@ -212,9 +208,7 @@ class ImageClassificationTask(ClientTask):
     def cached_model(self, cfg: RunConfig) -> nn.Module:
         key = (cfg.model, cfg.repopt_mode, cfg.dataset, cfg.data_dir, cfg.hf_dataset,
                cfg.image_size)
-        if key not in self._models:
-            self._models[key] = self._architecture(cfg).to(device_for_training())
-        return self._models[key]
+        return self._model_once(key, lambda: self._architecture(cfg))
 
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
         return partition_class_histograms(cfg, num_partitions)

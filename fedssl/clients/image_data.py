@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fedssl.datasets import ImageArrays, class_histograms, load_image_dataset, partition_indices
 
@@ -20,19 +19,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "data_key",
-    "device_for_training",
     "eval_split",
     "partition",
     "partition_class_histograms",
     "partition_indices_of",
     "split",
 ]
-
-
-def device_for_training() -> torch.device:
-    # Ray hides GPUs from actors that were given none (CUDA_VISIBLE_DEVICES=''), so this
-    # picks the GPU exactly when the client was allotted one.
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def data_key(cfg: RunConfig) -> tuple:

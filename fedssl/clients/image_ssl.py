@@ -23,7 +23,6 @@ from fedssl.clients.base import (
 )
 from fedssl.clients.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from fedssl.clients.image_data import (
-    device_for_training,
     eval_split,
     partition,
     partition_class_histograms,
@@ -91,9 +90,6 @@ class ImageSSLTask(ClientTask):
 
     name = "image-ssl"
 
-    def __init__(self) -> None:
-        self._models: dict[tuple, SSLModel] = {}
-
     # ------------------------------------------------------------------ model
     def build_model(self, cfg: RunConfig) -> SSLModel:
         backbone = build_backbone(cfg.model, image_size=cfg.image_size)
@@ -117,9 +113,7 @@ class ImageSSLTask(ClientTask):
             cfg.temperature,
             cfg.byol_momentum,
         )
-        if key not in self._models:
-            self._models[key] = self.build_model(cfg).to(device_for_training())
-        return self._models[key]
+        return self._model_once(key, lambda: self.build_model(cfg))
 
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
         return partition_class_histograms(cfg, num_partitions)
