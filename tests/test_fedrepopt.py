@@ -275,3 +275,17 @@ def test_rounds_to_target_is_the_first_round_at_or_above_it(tmp_path):
     assert rounds_to_target(tmp_path / "metrics.csv", "test-accuracy", 0.65) == 4
     assert math.isnan(rounds_to_target(tmp_path / "metrics.csv", "test-accuracy", 0.9))
     assert math.isnan(rounds_to_target(tmp_path / "none.csv", "test-accuracy", 0.5))
+
+
+def test_an_empty_partition_replies_with_the_same_metric_keys():
+    from fedssl.clients.image_data import partition_indices_of
+
+    task = get_task("image-classification")
+    cfg = _cfg(partitioner="paper-dirichlet", **{"dirichlet-alpha": 0.1})
+    sizes = [len(p) for p in partition_indices_of(cfg, 100)]
+    empty, full = sizes.index(min(sizes)), sizes.index(max(sizes))
+    assert sizes[empty] < 2
+    replies = [task.train(task.cached_model(cfg), cfg, partition_id=pid, num_partitions=100,
+                          server_round=1) for pid in (empty, full)]
+    assert replies[0].keys() == replies[1].keys()
+    assert replies[0]["num-examples"] == 0

@@ -75,6 +75,21 @@ def test_faulty_replies_are_left_out_and_counted():
     assert guard.train_metrics[4]["failures"] == 3
 
 
+def test_replies_with_other_metric_keys_are_left_out_instead_of_failing_the_round():
+    guard, seen = _guard()
+    odd = reply(3, {"w": np.full((2, 2), 9.0, np.float32), "b": np.full(2, 9.0, np.float32)},
+                {"num-examples": 0, "partition-id": 3})  # no train-loss
+    arrays, metrics = guard.aggregate_train(1, [_reply(1, 1.0, 10), _reply(2, 3.0, 30), odd])
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 2), 2.5))
+    assert metrics["failures"] == 1 and metrics["valid-replies"] == 2
+    assert [pid for _, _, pid, _ in seen] == [1, 2]
+    # A tie keeps the key set of the first reply in partition order.
+    guard, _ = _guard(min_train_nodes=1)
+    arrays, metrics = guard.aggregate_train(1, [odd, _reply(1, 1.0, 10)])
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 2), 1.0))
+    assert metrics["failures"] == 1
+
+
 def test_too_few_valid_replies_keep_the_previous_model():
     guard, _ = _guard(min_train_nodes=2)
     arrays, metrics = guard.aggregate_train(1, [_reply(1, 1.0, 10), _reply(2, 0, 1, error=True)])

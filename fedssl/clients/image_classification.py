@@ -237,7 +237,9 @@ class ImageClassificationTask(ClientTask):
         start = time.perf_counter()
         data = partition(cfg, partition_id, num_partitions)
         if len(data) < 2:
-            return empty_partition_metrics(partition_id, start)
+            # Same keys as a real reply: Flower refuses to aggregate differing metric keys.
+            return empty_partition_metrics(partition_id, start) | {
+                "train-accuracy": 0.0, "repopt-masks": int(bool(grad_scales))}
         seed_everything(cfg.seed, server_round, partition_id)
         batch_size = min(cfg.batch_size, len(data))
         loader = DataLoader(

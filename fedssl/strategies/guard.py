@@ -59,8 +59,9 @@ class GuardedStrategy(Strategy):
     The wrapped strategy keeps its own sampling and aggregation. Around it this class:
 
     * leaves out of the aggregate every reply that is an error, lacks the weight key, or
-      carries arrays with the wrong keys, wrong shapes or non-finite values; each is logged
-      with its reason and counted in the round's ``failures`` metric;
+      carries arrays with the wrong keys, wrong shapes or non-finite values, or metric keys
+      other than most replies' (Flower would refuse the whole round); each is logged with its
+      reason and counted in the round's ``failures`` metric;
     * keeps the previous global model (and says so) when fewer than ``min_train_nodes``
       valid replies remain;
     * hands replies to the inner strategy sorted by partition id, so floating-point sums do
@@ -178,6 +179,11 @@ class GuardedStrategy(Strategy):
             failures.append(reason)
             log(WARNING, "round %d %s: reply from node %s left out: %s", rnd, phase, node, reason)
         valid.sort(key=lambda m: self.partition_of(m.metadata.src_node_id))
+        for msg, reason in _odd_metric_keys(valid):
+            valid.remove(msg)
+            failures.append(reason)
+            log(WARNING, "round %d %s: reply from node %s left out: %s", rnd, phase,
+                msg.metadata.src_node_id, reason)
         if self.on_client_metrics is not None:
             for msg in valid:
                 metrics = dict(next(iter(msg.content.metric_records.values())))
@@ -206,6 +212,31 @@ class GuardedStrategy(Strategy):
             arrays = {k: a.numpy() for k, a in array_records[0].items()}
             return check_reply_arrays(self._expected, arrays)
         return None
+
+
+def _metric_keys(msg: Message) -> frozenset[str]:
+    return frozenset(next(iter(msg.content.metric_records.values())).keys())
+
+
+def _odd_metric_keys(replies: list[Message]) -> list[tuple[Message, str]]:
+    """Replies whose metric keys differ from the most common key set, with the reason.
+
+    Flower's strategies refuse to aggregate a round whose replies have different metric keys
+    (the whole run fails); leaving out the odd ones keeps the run going. Ties go to the key
+    set of the earliest reply in partition order, so the choice is deterministic.
+    """
+    if not replies:
+        return []
+    sets = [_metric_keys(m) for m in replies]
+    counts: dict[frozenset[str], int] = {}
+    for keys in sets:
+        counts[keys] = counts.get(keys, 0) + 1
+    usual = max(counts, key=lambda k: (counts[k], -sets.index(k)))
+    return [
+        (msg, f"metric keys differ from the other replies (missing {sorted(usual - keys)[:3]}, "
+              f"unexpected {sorted(keys - usual)[:3]})")
+        for msg, keys in zip(replies, sets, strict=True) if keys != usual
+    ]
 
 
 def _weight(msg: Message, key: str) -> float:
