@@ -202,7 +202,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     final_arrays = result.arrays if len(result.arrays) else initial_arrays
     t_train = time.perf_counter() - t_rounds
 
-    log(INFO, "%s final evaluation (linear probe: %s)", PROGRESS_PREFIX, cfg.linear_probe)
+    log(INFO, "%s final evaluation", PROGRESS_PREFIX)
     eval_model.load_state_dict(final_arrays.to_torch_state_dict())
     final = task.final_evaluate(eval_model, cfg, baseline=initial_model)
     recorder.log(cfg.num_server_rounds, "final", final)
