@@ -67,7 +67,7 @@ class LabelledImages(Dataset):
         # A view, no copy; cached datasets are read-only, and torch wants writable arrays.
         images = images if images.flags.writeable else images.copy()
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2)
-        self.labels = torch.from_numpy(labels)
+        self.labels = torch.as_tensor(np.array(labels, dtype=np.int64))
         self.transform = transform
 
     def __len__(self) -> int:

@@ -181,7 +181,7 @@ def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path,
         ax.set_ylim(0, min(1.0, top * 1.25))
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, title=hue, title_fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, title=hue, title_fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
