@@ -161,7 +161,7 @@ def evaluate_classifier(
     loss_sum, correct = 0.0, 0
     for start in range(0, len(labels), batch_size):
         batch = torch.tensor(images[start : start + batch_size]).permute(0, 3, 1, 2)
-        target = torch.from_numpy(labels[start : start + batch_size]).to(device)
+        target = torch.tensor(labels[start : start + batch_size]).to(device)
         logits = model(normalise(batch).to(device))
         loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
