@@ -31,6 +31,7 @@ No Flower, no training loop.
 from __future__ import annotations
 
 import copy
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping
 
 import torch
@@ -206,7 +207,7 @@ def as_channel_scale(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(scale).to(dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
 
 
-class RepOptBlock(nn.Module):
+class RepOptBlock(nn.Module, metaclass=ABCMeta):
     """Base class of the units that exist in every :data:`REPOPT_MODES` mode.
 
     A family block (:class:`fedssl.models.repopt_vgg.RepOptVGGBlock`,
@@ -218,29 +219,29 @@ class RepOptBlock(nn.Module):
 
     mode: str
 
+    @abstractmethod
     def scale_shapes(self) -> dict[str, tuple[int, ...]]:
         """Local scale name -> shape, the same in every mode."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scales(self) -> dict[str, torch.Tensor]:
         """Detached copies of the scales (csla/hs modes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def init_from_scales(self, scales: Mapping[str, torch.Tensor]) -> None:
         """Re-initialise the plain kernel from the scales (target mode), in place."""
-        raise NotImplementedError
 
+    @abstractmethod
     def grad_masks(self, scales: Mapping[str, torch.Tensor]) -> dict[nn.Parameter, torch.Tensor]:
         """RepOptSGD masks of the plain kernel (target mode)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merged_kernel(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The one kernel the branches sum to, and the bias to add (``rep`` mode) or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reparameterized(self) -> RepOptBlock:
         """A new target-mode block with equal eval-mode outputs (a copy for a target block)."""
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------------------------

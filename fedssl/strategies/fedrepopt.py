@@ -20,17 +20,15 @@ GRAD_SCALES_KEY = "grad-scales"
 
 def scales_record(scales: Mapping[str, torch.Tensor | np.ndarray]) -> ArrayRecord:
     """The scales as one ArrayRecord (float32, 1-d per-channel vectors), checked finite."""
-    arrays = {}
-    for key, value in scales.items():
-        array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
-                           dtype=np.float32)
-        if array.ndim != 1 or not np.isfinite(array).all():
+    tensors = {k: torch.as_tensor(v, dtype=torch.float32).detach().cpu()
+               for k, v in scales.items()}
+    for key, tensor in tensors.items():
+        if tensor.ndim != 1 or not torch.isfinite(tensor).all():
             raise ValueError(f"scale {key!r} must be a finite 1-d per-channel vector, got shape "
-                             f"{array.shape}")
-        arrays[key] = torch.from_numpy(array)
-    if not arrays:
+                             f"{tuple(tensor.shape)}")
+    if not tensors:
         raise ValueError("no scales given; FedRepOpt needs the hyper-search's scales")
-    return ArrayRecord(arrays)
+    return ArrayRecord(tensors)
 
 
 class FedRepOpt(FedAvg):

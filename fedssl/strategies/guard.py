@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from logging import INFO, WARNING
 from typing import Any
@@ -228,10 +229,8 @@ def _odd_metric_keys(replies: list[Message]) -> list[tuple[Message, str]]:
     if not replies:
         return []
     sets = [_metric_keys(m) for m in replies]
-    counts: dict[frozenset[str], int] = {}
-    for keys in sets:
-        counts[keys] = counts.get(keys, 0) + 1
-    usual = max(counts, key=lambda k: (counts[k], -sets.index(k)))
+    # most_common keeps first-encountered order among equal counts: partition order.
+    usual = Counter(sets).most_common(1)[0][0]
     return [
         (msg, f"metric keys differ from the other replies (missing {sorted(usual - keys)[:3]}, "
               f"unexpected {sorted(keys - usual)[:3]})")
