@@ -1,4 +1,5 @@
-"""The ``fedssl`` command: ``fedssl run``, ``fedssl experiment`` and ``fedssl hyper-search``."""
+"""The ``fedssl`` command: ``fedssl run``, ``fedssl experiment``, ``fedssl hyper-search`` and
+``fedssl select-best``."""
 
 from __future__ import annotations
 
@@ -85,7 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--weight-decay", type=float, default=4e-5)
     hs.add_argument("--seed", type=int, default=0)
     hs.add_argument("--max-steps", type=int, default=0, help="cap on total steps (0: none)")
+    sb = sub.add_parser("select-best", help="score every kept round's global model of a run "
+                        "(keep-round-models=true) and pick the best one")
+    sb.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory of a finished "
+                    "run (holds config.json and rounds/)")
+    sb.add_argument("--metric", default=None, help="score to rank by (default: the first one "
+                    "the task's selection evaluation returns, e.g. knn-accuracy)")
+    sb.add_argument("--mode", choices=("max", "min"), default="max",
+                    help="max: higher is better (default); min: lower is better")
+    sb.add_argument("--every", type=int, default=1, metavar="K",
+                    help="score every K-th kept round and the last one (default 1: all)")
+    sb.add_argument("--rounds", type=_round_list, default=None, metavar="R1,R2,...",
+                    help="score only these kept rounds, e.g. 1,4,8 (not with --every)")
+    sb.add_argument("--device", default=None,
+                    help="where to evaluate, e.g. cpu or cuda (default: cuda when visible)")
+    sb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _round_list(text: str) -> list[int]:
+    try:
+        rounds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of rounds, e.g. 1,4,8") from None
+    if not rounds or min(rounds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give rounds >= 0, e.g. 1,4,8")
+    return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "hyper-search":
             return _cmd_hyper_search(args)
+        if args.command == "select-best":
+            return _cmd_select_best(args)
         return _cmd_experiment(args)
     except ConfigError as err:
         print(f"fedssl: invalid configuration: {err}", file=sys.stderr)
@@ -194,6 +223,45 @@ def _cmd_hyper_search(args: argparse.Namespace) -> int:
     for key, mean, low, high in scale_summary(result["scales"]):
         print(f"  {key:40s} mean {mean:7.4f}  min {low:7.4f}  max {high:7.4f}")
     print(f"fedssl: scales in {path} (plot {path.with_suffix('.png')})")
+    return 0
+
+
+def _cmd_select_best(args: argparse.Namespace) -> int:
+    """Score the kept rounds, pick the best, write model-selection.csv/.png and best-model.pt.
+
+    Exit codes: 0 done; 2 the run directory, metric or rounds are not valid (the message says
+    what is); 130 interrupted (handled by :func:`main`).
+    """
+    from fedssl.experiments.selection import (
+        SelectionError,
+        default_metric,
+        score_rounds,
+        select_best,
+        write_selection,
+    )
+
+    run_dir = args.run_dir.resolve()
+    try:
+        scores = score_rounds(run_dir, metric=args.metric, rounds=args.rounds, every=args.every,
+                              progress=not args.quiet, device=args.device)
+        metric = args.metric or default_metric(scores)
+        best = select_best(scores, metric, mode=args.mode)
+    except (FileNotFoundError, SelectionError) as err:
+        print(f"fedssl: select-best: {err}", file=sys.stderr)
+        return 2
+    paths = write_selection(run_dir, scores, metric, best)
+
+    shown = scores.assign(best=["*" if r == best else "" for r in scores["round"]])
+    print("\n" + shown.to_markdown(index=False, floatfmt=".4f"))
+    score = float(scores.loc[scores["round"] == best, metric].iloc[0])
+    last = int(scores["round"].max())
+    last_score = float(scores.loc[scores["round"] == last, metric].iloc[0])
+    print(f"\nfedssl: best round {best} by {metric} ({args.mode}): {score:.4f} "
+          f"(round {last}: {last_score:.4f})")
+    if best == 0:
+        print("fedssl: no kept round beat the random initialisation")
+    for kind, path in paths.items():
+        print(f"  {kind:6s} {path}")
     return 0
 
 

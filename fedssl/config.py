@@ -72,18 +72,28 @@ class RunConfig:
     fedvssl_alpha: float = _key(0.9, "FedVSSL: share of the loss-based aggregate", min=0.0, max=1.0)
     fedvssl_beta: float = _key(1.0, "FedVSSL: smoothing with the last global", min=0.0, max=1.0)
     # --- model and SSL method
-    model: str = _key("small-cnn", "backbone (image-ssl) or network (image-classification)",
-                      choices="models")
-    ssl_method: str = _key("simclr", "self-supervised method (lightly)", choices="ssl")
+    model: str = _key("small-cnn", "backbone (image-ssl, audio-ssl) or network "
+                      "(image-classification)", choices="models")
+    ssl_method: str = _key("simclr", "self-supervised method (lightly), or clip-order (audio)",
+                           choices="ssl")
     projection_dim: int = _key(128, "projection head output size", min=1)
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
     temperature: float = _key(0.1, "SimCLR NT-Xent temperature", gt=0.0)
     byol_momentum: float = _key(0.99, "BYOL target EMA base momentum", min=0.0, max=1.0)
+    clip_order_segments: int = _key(3, "clip-order: segments per clip (n! orders)", min=2, max=5)
     # Augmentation strengths for every method's two views (lightly's CIFAR settings are
     # crop-min-scale 0.08, color-jitter 0.5, hflip-prob 0.5; the defaults suit small digits).
     crop_min_scale: float = _key(0.5, "smallest random-resized-crop area", gt=0.0, max=1.0)
     color_jitter: float = _key(0.8, "colour jitter strength", min=0.0)
     hflip_prob: float = _key(0.0, "horizontal flip probability", min=0.0, max=1.0)
+    # Audio views (task=audio-ssl): waveform shift, gain and mixing, then SpecAugment.
+    audio_max_shift: float = _key(0.2, "audio: largest circular time shift (clip fraction)",
+                                  min=0.0, lt=1.0)
+    audio_gain_db: float = _key(6.0, "audio: random gain range +-dB", min=0.0)
+    audio_mix_prob: float = _key(0.5, "audio: probability of mixing in another clip", min=0.0,
+                                 max=1.0)
+    spec_time_width: int = _key(10, "SpecAugment: widest time mask in frames (0: off)", min=0)
+    spec_freq_width: int = _key(16, "SpecAugment: widest mel mask in bands (0: off)", min=0)
     # --- supervised classification (task=image-classification) and FedRepOpt
     repopt_mode: str = _key(
         "target", "RepOpt model mode: rep (Tr), csla, hs, target (plain)", choices="repopt-modes"
@@ -94,7 +104,8 @@ class RunConfig:
     label_smoothing: float = _key(0.1, "cross-entropy label smoothing", min=0.0, lt=1.0)
     augment: str = _key("crop", "supervised augmentation", choices=AUGMENTS)
     # --- data
-    dataset: str = _key("embedded-digits", "dataset", choices="datasets")
+    dataset: str = _key("embedded-digits", "dataset (image, or audio for audio-ssl)",
+                        choices="datasets")
     data_dir: str = _key("", "dataset directory (real datasets)")
     hf_dataset: str = _key("", "Hugging Face dataset id (dataset=hf)")
     image_size: int = _key(32, "image side in pixels", min=8, max=512)
@@ -118,6 +129,7 @@ class RunConfig:
     knn_k: int = _key(20, "neighbours in the kNN monitor", min=1)
     eval_max_samples: int = _key(0, "cap on eval train/test samples (0: all)", min=0)
     linear_probe: bool = _key(True, "linear probe (trained and random-init) at the end")
+    keep_round_models: bool = _key(True, "keep every round's global model (fedssl select-best)")
     # --- tracking
     wandb_mode: str = _key("offline", "W&B mode", choices=WANDB_MODES)
     wandb_project: str = _key("fedssl", "W&B project")
@@ -144,6 +156,7 @@ class RunConfig:
                 "Flower's optimisers are strategies of their own (e.g. strategy=fedyogi)"
             )
         self._check_task_and_model()
+        self._check_modality()
         if self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
             from fedssl.datasets import DatasetNotFoundError, check_dataset
 
@@ -158,6 +171,39 @@ class RunConfig:
                 f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
                 "give the run directory of an earlier run"
             )
+
+    def _check_modality(self) -> None:
+        """Audio tasks need audio data and an audio backbone, image tasks image ones."""
+        from fedssl.clients.audio_ssl import PREDICTIVE_METHODS
+        from fedssl.datasets import DATASETS
+        from fedssl.datasets.audio_loader import AUDIO_DATASETS, check_audio_dataset
+        from fedssl.models.audio_backbones import AUDIO_BACKBONES
+
+        audio = self.task == "audio-ssl"
+        wrong = []
+        if audio and self.dataset not in AUDIO_DATASETS:
+            wrong.append(f"dataset={self.dataset!r} (needs one of {', '.join(AUDIO_DATASETS)})")
+        if not audio and self.dataset not in DATASETS:
+            wrong.append(f"dataset={self.dataset!r} is audio (needs task=audio-ssl)")
+        if audio and self.model not in AUDIO_BACKBONES:
+            wrong.append(f"model={self.model!r} (needs one of {', '.join(AUDIO_BACKBONES)})")
+        if not audio and self.model in AUDIO_BACKBONES:
+            wrong.append(f"model={self.model!r} is an audio backbone (needs task=audio-ssl)")
+        if not audio and self.ssl_method in PREDICTIVE_METHODS:
+            wrong.append(f"ssl-method={self.ssl_method!r} is audio clip-order prediction "
+                         "(needs task=audio-ssl)")
+        if wrong:
+            raise ConfigError(f"task={self.task!r} does not fit: " + "; ".join(wrong))
+        if self.partitioner == "group" and not audio:
+            raise ConfigError("partitioner='group' splits by speaker/recording, which only the "
+                              "audio datasets have; use iid, dirichlet, shard or paper-dirichlet")
+        if audio and self.dataset != "spoken-digits":
+            from fedssl.datasets import DatasetNotFoundError
+
+            try:
+                check_audio_dataset(self.dataset, data_dir=self.data_dir)
+            except DatasetNotFoundError as err:
+                raise ConfigError(f"data-dir={self.data_dir!r}: {err}") from None
 
     def _check_task_and_model(self) -> None:
         from fedssl.models.repopt import REPOPT_MODELS
@@ -216,7 +262,7 @@ class RunConfig:
         """``<dataset>-<ssl-method or model>-<strategy>-<timestamp>``, used when run-name is
         empty (the SSL method names an image-ssl run, the network a classification run)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        what = self.ssl_method if self.task == "image-ssl" else self.model
+        what = self.ssl_method if self.task in ("image-ssl", "audio-ssl") else self.model
         return f"{self.dataset}-{what}-{self.strategy}-{stamp}"
 
     @property
@@ -246,21 +292,24 @@ def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
         return LDAWA_WEIGHTINGS
     if kind == "models":
         from fedssl.models import BACKBONES
+        from fedssl.models.audio_backbones import AUDIO_BACKBONES
         from fedssl.models.repopt import REPOPT_MODELS
 
-        return (*BACKBONES, *REPOPT_MODELS)
+        return (*BACKBONES, *REPOPT_MODELS, *AUDIO_BACKBONES)
     if kind == "repopt-modes":
         from fedssl.models.repopt import REPOPT_MODES
 
         return REPOPT_MODES
     if kind == "ssl":
+        from fedssl.clients.audio_ssl import PREDICTIVE_METHODS
         from fedssl.models import SSL_METHODS
 
-        return tuple(SSL_METHODS)
+        return (*SSL_METHODS, *PREDICTIVE_METHODS)
     if kind == "datasets":
         from fedssl.datasets import DATASETS
+        from fedssl.datasets.audio_loader import AUDIO_DATASETS
 
-        return tuple(DATASETS)
+        return (*DATASETS, *AUDIO_DATASETS)
     if kind == "partitioners":
         from fedssl.datasets import PARTITIONERS
 

@@ -128,7 +128,7 @@ def test_bad_arguments() -> None:
             partition_indices(LABELS, 2, method="shard", classes_per_partition=k)
     with pytest.raises(ValueError, match="1-D integer"):
         partition_indices(LABELS.astype(float), 2, method="iid")
-    assert PARTITIONERS == ("iid", "dirichlet", "shard", "paper-dirichlet")
+    assert PARTITIONERS == ("iid", "dirichlet", "shard", "paper-dirichlet", "group")
 
 
 def test_histograms_and_plot(tmp_path: Path) -> None:

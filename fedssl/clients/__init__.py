@@ -5,6 +5,7 @@ server) evaluate the global model centrally. New modalities (audio, video, audio
 one more file and one more registry line.
 """
 
+from fedssl.clients.audio_ssl import AudioSSLTask
 from fedssl.clients.base import ClientTask
 from fedssl.clients.image_classification import ImageClassificationTask
 from fedssl.clients.image_ssl import ImageSSLTask
@@ -12,6 +13,7 @@ from fedssl.clients.image_ssl import ImageSSLTask
 TASKS: dict[str, type[ClientTask]] = {
     "image-ssl": ImageSSLTask,
     "image-classification": ImageClassificationTask,
+    "audio-ssl": AudioSSLTask,
 }
 
 
@@ -26,4 +28,11 @@ def get_task(name: str) -> ClientTask:
 
 _INSTANCES: dict[str, ClientTask] = {}
 
-__all__ = ["TASKS", "ClientTask", "ImageClassificationTask", "ImageSSLTask", "get_task"]
+__all__ = [
+    "TASKS",
+    "AudioSSLTask",
+    "ClientTask",
+    "ImageClassificationTask",
+    "ImageSSLTask",
+    "get_task",
+]

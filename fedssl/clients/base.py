@@ -154,3 +154,11 @@ class ClientTask(ABC):
         self, model: torch.nn.Module, cfg: RunConfig, baseline: torch.nn.Module
     ) -> dict[str, float]:
         """Full evaluation at the end; ``baseline`` is the random-init model for comparison."""
+
+    def selection_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
+        """Score used to pick the best global checkpoint of a run (``fedssl select-best``).
+
+        Tasks with a validation protocol should score on data that the final report does
+        not use; the default falls back to :meth:`central_evaluate`.
+        """
+        return self.central_evaluate(model, cfg)

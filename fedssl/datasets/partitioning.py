@@ -2,7 +2,8 @@
 
 ``iid``, ``dirichlet`` and ``shard`` run the flwr-datasets partitioners on an in-memory
 ``datasets.Dataset`` of the labels; ``paper-dirichlet`` is the Orchestra-style sampler
-:func:`paper_dirichlet_split`. Every method returns, per partition, the sorted ``int64``
+:func:`paper_dirichlet_split`; ``group`` gives each client whole groups (speakers,
+recordings) with :func:`group_split`. Every method returns, per partition, the sorted ``int64``
 indices into ``labels``; equal arguments give equal results.
 """
 
@@ -17,7 +18,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from flwr_datasets.partitioner import Partitioner
 
-PARTITIONERS: tuple[str, ...] = ("iid", "dirichlet", "shard", "paper-dirichlet")
+PARTITIONERS: tuple[str, ...] = ("iid", "dirichlet", "shard", "paper-dirichlet", "group")
 
 
 def _as_labels(labels: np.ndarray) -> np.ndarray:
@@ -27,6 +28,30 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
             f"labels must be a 1-D integer array; got dtype {arr.dtype} and shape {arr.shape}"
         )
     return arr.astype(np.int64, copy=False)
+
+
+def group_split(groups: np.ndarray, num_partitions: int, seed: int = 0) -> list[np.ndarray]:
+    """Give each partition whole groups: the distinct group ids, shuffled with ``seed``, are
+    dealt into ``num_partitions`` near-equal runs (``np.array_split``).
+
+    This is the natural non-IID split of audio: a client is one or a few speakers, so
+    clients differ in voice and recording conditions rather than only in label mix.
+
+    Raises
+    ------
+    ValueError
+        Fewer distinct groups than partitions.
+    """
+    groups = _as_labels(groups)
+    ids = np.unique(groups)
+    if not 1 <= num_partitions <= len(ids):
+        raise ValueError(
+            f"the group partitioner needs 1 <= num_partitions <= the number of groups "
+            f"({len(ids)}); got {num_partitions}"
+        )
+    shuffled = np.random.default_rng(seed).permutation(ids)
+    return [np.flatnonzero(np.isin(groups, part)).astype(np.int64)
+            for part in np.array_split(shuffled, num_partitions)]
 
 
 def paper_dirichlet_split(
@@ -122,6 +147,7 @@ def partition_indices(
     alpha: float = 0.1,
     classes_per_partition: int = 2,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Split sample indices across ``num_partitions`` clients.
 
@@ -137,13 +163,15 @@ def partition_indices(
         ``"shard"`` (flwr PathologicalPartitioner, ``classes_per_partition`` classes each;
         classes no client is assigned are dropped with a flwr warning) or
         ``"paper-dirichlet"`` (:func:`paper_dirichlet_split`, seeded with ``seed``; the
-        paper used seed 15).
+        paper used seed 15) or ``"group"`` (:func:`group_split` over ``groups``).
     alpha : float
         Dirichlet concentration for the two Dirichlet methods (> 0).
     classes_per_partition : int
         Classes per client for ``"shard"``, ``1 <= k <= number of distinct labels``.
     seed : int
         Seed of all randomness.
+    groups : np.ndarray, optional
+        Group id per sample (e.g. speaker), required by ``"group"`` (:func:`group_split`).
 
     Returns
     -------
@@ -167,6 +195,11 @@ def partition_indices(
                 f"classes_per_partition must be between 1 and the number of distinct labels "
                 f"({num_classes}); got {classes_per_partition}"
             )
+    if method == "group":
+        if groups is None or len(groups) != len(labels):
+            raise ValueError("the group partitioner needs a group id per sample (speakers or "
+                             "recordings); this dataset has none: use another partitioner")
+        return group_split(groups, num_partitions, seed=seed)
     if method == "paper-dirichlet":
         return paper_dirichlet_split(labels, num_partitions, alpha, seed=seed)
 

@@ -38,7 +38,13 @@ from fedssl.strategies import (
     restore_strategy_state,
     strategy_state,
 )
-from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint, save_checkpoint
+from fedssl.tracking import (
+    RunRecorder,
+    WandbSink,
+    load_checkpoint,
+    save_checkpoint,
+    save_round_model,
+)
 
 app = ServerApp()
 
@@ -175,6 +181,10 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             recorder.log(rnd, "central", central)
         wandb.log(rnd, {f"train/{k}": v for k, v in train_metrics.items()}
                   | {f"central/{k}": v for k, v in central.items()})
+        if cfg.keep_round_models:
+            # Before the checkpoint: every round a resume can start after has its model kept
+            # (`fedssl select-best` scores them afterwards).
+            save_round_model(run_dir, rnd, arrays.to_torch_state_dict())
         save_checkpoint(run_dir, {
             "round": rnd,
             "arrays": arrays.to_torch_state_dict(),

@@ -3,6 +3,8 @@
 >>> backbone = build_backbone("small-cnn", image_size=32)
 >>> model = build_ssl_model("simclr", backbone)
 >>> transform = build_ssl_transform("simclr", image_size=32)  # PIL image -> [view0, view1]
+>>> audio = audio_rep_inceptionnext("tiny", num_classes=0, in_chans=1)  # (B, 1, T, F) log-mel
+>>> fused = reparameterize(audio)  # multi-branch kernels merged for inference
 
 Importing this package registers every family. :data:`BACKBONES` and :data:`SSL_METHODS`
 are the built-in names in their documented order. This package must not import ``flwr``.
@@ -19,10 +21,12 @@ from torch import nn
 # Importing a family module registers it; the public order is fixed by the tuples below,
 # not by import order.
 from fedssl.models import barlowtwins, byol, resnet, simclr, simsiam, small_cnn, vit
+from fedssl.models.audio_inception import audio_inceptionnext, audio_rep_inceptionnext
 from fedssl.models.barlowtwins import BarlowTwins
 from fedssl.models.base import BACKBONE_REGISTRY, SSL_REGISTRY, SSLModel, SSLOptions
 from fedssl.models.byol import BYOL
 from fedssl.models.registry import Registry
+from fedssl.models.reparam import reparameterize
 from fedssl.models.simclr import SimCLR
 from fedssl.models.simsiam import SimSiam
 from fedssl.models.transforms import NORMALIZE, ViewOptions, build_eval_transform
@@ -41,10 +45,13 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "ViewOptions",
+    "audio_inceptionnext",
+    "audio_rep_inceptionnext",
     "build_backbone",
     "build_eval_transform",
     "build_ssl_model",
     "build_ssl_transform",
+    "reparameterize",
 ]
 
 BACKBONES: tuple[str, ...] = ("small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny")

@@ -1,14 +1,28 @@
 """What a run leaves on disk: config, long-format metrics, summary, plots, checkpoints, W&B."""
 
-from fedssl.tracking.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from fedssl.tracking.checkpoint import (
+    CHECKPOINT_FILE,
+    ROUND_CHECKPOINT_DIR,
+    list_round_models,
+    load_checkpoint,
+    load_round_model,
+    round_model_path,
+    save_checkpoint,
+    save_round_model,
+)
 from fedssl.tracking.recorder import METRIC_COLUMNS, RunRecorder
 from fedssl.tracking.wandb_sink import WandbSink
 
 __all__ = [
     "CHECKPOINT_FILE",
     "METRIC_COLUMNS",
+    "ROUND_CHECKPOINT_DIR",
     "RunRecorder",
     "WandbSink",
+    "list_round_models",
     "load_checkpoint",
+    "load_round_model",
+    "round_model_path",
     "save_checkpoint",
+    "save_round_model",
 ]

@@ -1,0 +1,238 @@
+"""In-memory audio container and the decode / resample / crop helpers shared by audio sources.
+
+Audio is decoded with ``soundfile`` (libsndfile: WAV, FLAC, OGG, ...) rather than
+``torchaudio.load``, whose backend needs ``torchcodec``; resampling uses
+``torchaudio.functional.resample`` (windowed-sinc, pure torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from fedssl.datasets.base import DatasetNotFoundError
+
+FIT_MODES: tuple[str, ...] = ("start", "centre")
+
+
+# eq=False: field-wise == / hash on numpy arrays is ambiguous; compare by identity instead.
+@dataclass(frozen=True, eq=False)
+class AudioArrays:
+    """A labelled set of equal-length mono clips held in memory.
+
+    Attributes
+    ----------
+    waveforms : np.ndarray
+        ``float32`` array of shape ``[N, L]``: mono clips, values roughly in ``[-1, 1]``
+        (not enforced: float files may exceed it).
+    labels : np.ndarray
+        ``int64`` array of shape ``[N]`` with values in ``[0, num_classes)``.
+    num_classes : int
+        Number of classes of the dataset (not only those present in this set).
+    sample_rate : int
+        Sample rate of ``waveforms`` in Hz (> 0).
+    name : str
+        Human-readable dataset name, e.g. ``"esc50/train"``.
+    groups : np.ndarray or None
+        Optional ``int64 [N]`` group id per clip (speaker, fold, recording, participant) so
+        that splits can keep a group on one side.
+    class_names : tuple of str
+        Optional class names; when given, ``len(class_names) == num_classes``.
+    """
+
+    waveforms: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    sample_rate: int
+    name: str
+    groups: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.waveforms.dtype != np.float32 or self.waveforms.ndim != 2:
+            raise ValueError(
+                f"waveforms must be a float32 array of shape [N, L] (mono clips); got dtype "
+                f"{self.waveforms.dtype} and shape {self.waveforms.shape}"
+            )
+        n = self.waveforms.shape[0]
+        if self.labels.dtype != np.int64 or self.labels.shape != (n,):
+            raise ValueError(
+                f"labels must be an int64 array of shape [{n}]; got dtype "
+                f"{self.labels.dtype} and shape {self.labels.shape}"
+            )
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1; got {self.num_classes}")
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}); got range "
+                f"[{self.labels.min()}, {self.labels.max()}]"
+            )
+        # bool is an int subclass, and a float rate would break resampling to integer ratios.
+        if not isinstance(self.sample_rate, int | np.integer) or isinstance(self.sample_rate, bool):
+            raise ValueError(f"sample_rate must be an int (Hz); got {self.sample_rate!r}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0 Hz; got {self.sample_rate}")
+        if self.groups is not None and (self.groups.dtype != np.int64 or self.groups.shape != (n,)):
+            raise ValueError(
+                f"groups must be None or an int64 array of shape [{n}]; got dtype "
+                f"{self.groups.dtype} and shape {self.groups.shape}"
+            )
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names must be empty or have num_classes={self.num_classes} entries; "
+                f"got {len(self.class_names)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """Length ``L`` of every clip, in samples."""
+        return int(self.waveforms.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Length of every clip in seconds (``L / sample_rate``)."""
+        return self.num_samples / self.sample_rate
+
+    def subset(self, indices: np.ndarray) -> AudioArrays:
+        """Return the clips at ``indices`` (a copy), keeping all metadata and slicing ``groups``.
+
+        ``indices`` are integer positions or a boolean mask of length ``len(self)``.
+        """
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            # flatnonzero of a short mask would silently select from the head only.
+            if idx.shape != (len(self),):
+                raise ValueError(f"a boolean mask must have shape ({len(self)},); got {idx.shape}")
+            # A boolean mask cast to int64 would silently select rows 0 and 1.
+            idx = np.flatnonzero(idx)
+        else:
+            idx = idx.astype(np.int64, copy=False)
+        return AudioArrays(
+            waveforms=self.waveforms[idx],
+            labels=self.labels[idx],
+            num_classes=self.num_classes,
+            sample_rate=self.sample_rate,
+            name=self.name,
+            groups=None if self.groups is None else self.groups[idx],
+            class_names=self.class_names,
+        )
+
+
+def read_audio(
+    path: str | Path, *, sample_rate: int, start: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Decode frames ``[start, stop)`` of an audio file to mono ``float32`` at ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file libsndfile reads (WAV, FLAC, OGG, ...; any bit depth, any channel count).
+    sample_rate : int
+        Target rate in Hz; the segment is resampled with ``torchaudio.functional.resample``
+        when the file's rate differs.
+    start, stop : int
+        Frame range in the file's *own* sample rate (``stop=None``: to the end). Only this
+        range is decoded (libsndfile seeks), so a short segment of a long file is cheap. A
+        range past the end of the file is truncated, possibly to nothing.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32 [T]``; channels are averaged, integer PCM is scaled to ``[-1, 1)``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        If ``path`` is not an existing file.
+    ValueError
+        If the file cannot be decoded (the message names it), or for a bad range / rate.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0 Hz; got {sample_rate}")
+    # soundfile reads negative indices from the end of the file, which would silently
+    # return the wrong segment for a bad annotation.
+    if start < 0 or (stop is not None and stop < start):
+        raise ValueError(f"need 0 <= start <= stop; got start={start}, stop={stop} for {path}")
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"audio file {path} does not exist (or is not a file)")
+    try:
+        data, file_rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise ValueError(f"cannot decode audio file {path}: {err}") from err
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if file_rate != sample_rate and mono.size:
+        mono = resample(mono, file_rate, sample_rate)
+    elif file_rate != sample_rate:
+        # torchaudio cannot reshape an empty signal; an empty segment stays empty.
+        mono = np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(waveform: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Resample a 1-D ``float32`` signal with ``torchaudio.functional.resample`` (sinc, Hann).
+
+    The output has ``ceil(len * new_rate / orig_rate)`` samples.
+    """
+    # Imported here: torch/torchaudio take seconds to import and are only needed for files
+    # whose rate differs from the target.
+    import torch
+    import torchaudio.functional as AF
+
+    if orig_rate == new_rate:
+        return waveform
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(waveform)), orig_rate, new_rate)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def fit_length(waveform: np.ndarray, num_samples: int, *, mode: str = "start") -> np.ndarray:
+    """Crop or zero-pad a 1-D signal to exactly ``num_samples`` (returns a new float32 array).
+
+    Parameters
+    ----------
+    waveform : np.ndarray
+        1-D signal.
+    num_samples : int
+        Target length (>= 1).
+    mode : {"start", "centre"}
+        ``"start"`` keeps the beginning and pads zeros at the end; ``"centre"`` keeps the
+        middle (a centre crop) and pads zeros evenly on both sides (the extra sample, if
+        the padding is odd, goes at the end).
+    """
+    if mode not in FIT_MODES:
+        raise ValueError(f"mode must be one of {FIT_MODES}; got {mode!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    if waveform.ndim != 1:
+        raise ValueError(f"waveform must be 1-D (mono); got shape {waveform.shape}")
+    length = waveform.shape[0]
+    out = np.zeros(num_samples, dtype=np.float32)
+    if length >= num_samples:
+        offset = (length - num_samples) // 2 if mode == "centre" else 0
+        out[:] = waveform[offset : offset + num_samples]
+    else:
+        offset = (num_samples - length) // 2 if mode == "centre" else 0
+        out[offset : offset + length] = waveform
+    return out
+
+
+def stack_clips(clips: list[np.ndarray], num_samples: int, mode: str = "start") -> np.ndarray:
+    """Fit each clip with :func:`fit_length` and stack to ``float32 [N, num_samples]``.
+
+    An empty list gives shape ``(0, num_samples)``.
+    """
+    # Checked here too so that an empty list fails the same way as a full one.
+    if mode not in FIT_MODES:
+        raise ValueError(f"mode must be one of {FIT_MODES}; got {mode!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    out = np.zeros((len(clips), num_samples), dtype=np.float32)
+    for i, clip in enumerate(clips):
+        out[i] = fit_length(clip, num_samples, mode=mode)
+    return out
