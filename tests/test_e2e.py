@@ -209,3 +209,41 @@ def test_fedrepopt_run_ships_scales_and_clients_train_with_masks(tmp_path):
     assert "random-init-test-accuracy" in summary
     # Only the plain network travels: no multi-branch arrays in the global model.
     assert not any("scale" in key or "1x1" in key for key in final_state(run_dir))
+
+
+# ---------------------------------------------------------------- federated audio SSL
+AUDIO = ["task=audio-ssl", "dataset=spoken-digits", "model=audio-inceptionnext-tiny",
+         "projection-dim=32", "hidden-dim=64"]
+
+
+def test_audio_ssl_under_ldawa_keeps_rounds_and_selects_the_best(tmp_path):
+    """SimCLR on spoken digits, one speaker group per client, L-DAWA; then select-best."""
+    run_dir = fedssl_run(tmp_path, "audio-ldawa", *AUDIO, "ssl-method=simclr",
+                         "strategy=ldawa", "ldawa-warmup-rounds=1", "partitioner=group",
+                         "linear-probe=true")
+    assert [p.name for p in sorted((run_dir / "rounds").iterdir())] == [
+        "round-0001.pt", "round-0002.pt"]
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    recall = metrics[(metrics["phase"] == "central") & (metrics["metric"] == "retrieval-r1")]
+    assert list(recall["round"]) == [1, 2] and recall["value"].between(0, 1).all()
+    assert (metrics["metric"] == "ldawa-delta-mean").any()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("retrieval-r1", "retrieval-r5", "retrieval-r10", "linear-probe-accuracy",
+                "random-init-retrieval-r1", "log-mel-linear-probe-accuracy"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert main(["select-best", str(run_dir), "-q", "--metric", "val-retrieval-r1"]) == 0
+    table = pd.read_csv(run_dir / "model-selection.csv")
+    assert table["round"].tolist() == [0, 1, 2]
+    best = torch.load(run_dir / "best-model.pt", weights_only=True)
+    assert best["round"] == int(table.loc[table["val-retrieval-r1"].idxmax(), "round"])
+
+
+def test_audio_clip_order_under_fedvssl_updates_only_the_backbone(tmp_path):
+    run_dir = fedssl_run(tmp_path, "audio-fedvssl", *AUDIO, "ssl-method=clip-order",
+                         "strategy=fedvssl", "partial-prefix=backbone.", "eval-every=2")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    kept = metrics[(metrics["metric"] == "partial-local-arrays") & (metrics["source"] == "client")]
+    assert kept.groupby("round")["value"].agg(list).to_dict() == {1: [0, 0, 0], 2: [1, 1, 1]}
+    loss = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
+    assert loss["value"].between(0.0, 10.0).all()  # cross-entropy over 3! = 6 orders
+    assert "retrieval-r1" in json.loads((run_dir / "summary.json").read_text())

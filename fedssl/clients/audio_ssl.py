@@ -71,7 +71,7 @@ def audio_features(encoder: torch.nn.Module, waveforms: np.ndarray, frontend: to
     frontend = frontend.to(device)
     chunks = []
     for start in range(0, len(waveforms), batch_size):
-        batch = torch.from_numpy(np.asarray(waveforms[start : start + batch_size])).to(device)
+        batch = torch.from_numpy(np.array(waveforms[start : start + batch_size])).to(device)
         chunks.append(encoder(frontend(batch).unsqueeze(1)).float().cpu())
     encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)

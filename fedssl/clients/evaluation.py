@@ -107,8 +107,8 @@ def retrieval_recall(
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers; got {ks}")
     bank = torch.nn.functional.normalize(bank_features.float(), dim=1)
-    bank_labels_t = torch.as_tensor(np.asarray(bank_labels), dtype=torch.long)
-    query_labels_t = torch.as_tensor(np.asarray(query_labels), dtype=torch.long)
+    bank_labels_t = torch.as_tensor(np.array(bank_labels), dtype=torch.long)
+    query_labels_t = torch.as_tensor(np.array(query_labels), dtype=torch.long)
     depth = min(max(ks), bank.shape[0])
     hits = []
     for start in range(0, len(query_features), chunk):
