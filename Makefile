@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup run test lint bench bench-aggregation bench-repopt experiment
+.PHONY: setup run test lint bench bench-aggregation bench-repopt bench-audio experiment
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,6 @@ bench-aggregation: setup
 
 bench-repopt: setup
 	$(BIN)/python benchmarks/repopt_step.py $(ARGS)
+
+bench-audio: setup
+	$(BIN)/python benchmarks/audio_models.py $(ARGS)
