@@ -21,7 +21,9 @@ __all__ = [
     "empty_partition_metrics",
     "local_step_budget",
     "seed_everything",
+    "ssl_local_steps",
     "steps_over",
+    "train_reply",
 ]
 
 
@@ -71,6 +73,49 @@ class ProximalTerm:
             return 0.0
         pairs = zip(self.params, self.anchors, strict=True)
         return 0.5 * self.mu * sum(((p - g) ** 2).sum() for p, g in pairs)
+
+
+def ssl_local_steps(
+    model: torch.nn.Module,
+    loader: Iterable,
+    cfg: RunConfig,
+    *,
+    proximal_mu: float,
+    to_views: Callable[[object], list[torch.Tensor]],
+) -> list[float]:
+    """One round of local SGD on a self-supervised model; returns the loss of every step.
+
+    ``local-epochs`` passes over ``loader`` (capped by ``max-local-steps``), each batch turned
+    into views by ``to_views`` and scored by ``model.training_loss``, plus FedProx's term;
+    ``model.on_step_start`` gets the progress through the round (BYOL's momentum schedule).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    proximal = ProximalTerm(params, proximal_mu)
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    total_steps = local_step_budget(len(loader), cfg)
+    model.train()
+    losses: list[float] = []
+    for batch in steps_over(loader, total_steps):
+        model.on_step_start(len(losses) / max(total_steps, 1))
+        loss = model.training_loss(to_views(batch)) + proximal()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def train_reply(losses: list[float], num_examples: int, started: float,
+                partition_id: int) -> dict[str, float | int]:
+    """The metrics every training reply carries (the keys must match across clients)."""
+    return {
+        "train-loss": float(np.mean(losses)) if losses else float("nan"),
+        "num-examples": num_examples,
+        "local-steps": len(losses),
+        "train-time": time.perf_counter() - started,
+        "partition-id": partition_id,
+    }
 
 
 def empty_partition_metrics(partition_id: int, started: float) -> dict[str, float | int]:

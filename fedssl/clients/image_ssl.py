@@ -15,11 +15,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from fedssl.clients.base import (
     ClientTask,
-    ProximalTerm,
     empty_partition_metrics,
-    local_step_budget,
     seed_everything,
-    steps_over,
+    ssl_local_steps,
+    train_reply,
 )
 from fedssl.clients.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
 from fedssl.clients.image_data import (
@@ -139,29 +138,10 @@ class ImageSSLTask(ClientTask):
             return empty_partition_metrics(partition_id, start)
         seed_everything(cfg.seed, server_round, partition_id)
         device = next(model.parameters()).device
-        loader = self._loader(data, cfg, shuffle=True)
-        params = [p for p in model.parameters() if p.requires_grad]
-        proximal = ProximalTerm(params, proximal_mu)
-        optimizer = torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-        total_steps = local_step_budget(len(loader), cfg)
-        model.train()
-        losses: list[float] = []
-        for views in steps_over(loader, total_steps):
-            model.on_step_start(len(losses) / max(total_steps, 1))
-            loss = model.training_loss([v.to(device) for v in views]) + proximal()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        return {
-            "train-loss": float(np.mean(losses)) if losses else float("nan"),
-            "num-examples": len(data),
-            "local-steps": len(losses),
-            "train-time": time.perf_counter() - start,
-            "partition-id": partition_id,
-        }
+        losses = ssl_local_steps(
+            model, self._loader(data, cfg, shuffle=True), cfg, proximal_mu=proximal_mu,
+            to_views=lambda views: [v.to(device) for v in views])
+        return train_reply(losses, len(data), start, partition_id)
 
     @torch.no_grad()
     def evaluate_local(

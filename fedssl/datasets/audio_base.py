@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from fedssl.datasets.base import DatasetNotFoundError
+from fedssl.datasets.base import DatasetNotFoundError, check_labels
 
 FIT_MODES: tuple[str, ...] = ("start", "centre")
 
@@ -58,18 +58,7 @@ class AudioArrays:
                 f"{self.waveforms.dtype} and shape {self.waveforms.shape}"
             )
         n = self.waveforms.shape[0]
-        if self.labels.dtype != np.int64 or self.labels.shape != (n,):
-            raise ValueError(
-                f"labels must be an int64 array of shape [{n}]; got dtype "
-                f"{self.labels.dtype} and shape {self.labels.shape}"
-            )
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1; got {self.num_classes}")
-        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}); got range "
-                f"[{self.labels.min()}, {self.labels.max()}]"
-            )
+        check_labels(self.labels, n, self.num_classes)
         # bool is an int subclass, and a float rate would break resampling to integer ratios.
         if not isinstance(self.sample_rate, int | np.integer) or isinstance(self.sample_rate, bool):
             raise ValueError(f"sample_rate must be an int (Hz); got {self.sample_rate!r}")

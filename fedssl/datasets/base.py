@@ -38,18 +38,7 @@ class ImageArrays:
                 f"images must be a uint8 array of shape [N, H, W, 3]; got dtype "
                 f"{self.images.dtype} and shape {self.images.shape}"
             )
-        if self.labels.dtype != np.int64 or self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"labels must be an int64 array of shape [{self.images.shape[0]}]; got dtype "
-                f"{self.labels.dtype} and shape {self.labels.shape}"
-            )
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1; got {self.num_classes}")
-        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}); got range "
-                f"[{self.labels.min()}, {self.labels.max()}]"
-            )
+        check_labels(self.labels, self.images.shape[0], self.num_classes)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -67,6 +56,22 @@ class ImageArrays:
             labels=self.labels[idx],
             num_classes=self.num_classes,
             name=self.name,
+        )
+
+
+def check_labels(labels: np.ndarray, count: int, num_classes: int) -> None:
+    """Raise ValueError unless ``labels`` is ``int64 [count]`` with values in
+    ``[0, num_classes)`` (the invariant of every in-memory dataset container)."""
+    if labels.dtype != np.int64 or labels.shape != (count,):
+        raise ValueError(
+            f"labels must be an int64 array of shape [{count}]; got dtype "
+            f"{labels.dtype} and shape {labels.shape}"
+        )
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}); got range [{labels.min()}, {labels.max()}]"
         )
 
 
