@@ -177,6 +177,7 @@ class RunConfig:
         from fedssl.clients.audio_ssl import PREDICTIVE_METHODS
         from fedssl.datasets import DATASETS
         from fedssl.datasets.audio_loader import AUDIO_DATASETS, check_audio_dataset
+        from fedssl.models import BACKBONES
         from fedssl.models.audio_backbones import AUDIO_BACKBONES
 
         audio = self.task == "audio-ssl"
@@ -187,7 +188,7 @@ class RunConfig:
             wrong.append(f"dataset={self.dataset!r} is audio (needs task=audio-ssl)")
         if audio and self.model not in AUDIO_BACKBONES:
             wrong.append(f"model={self.model!r} (needs one of {', '.join(AUDIO_BACKBONES)})")
-        if not audio and self.model in AUDIO_BACKBONES:
+        if not audio and self.model in AUDIO_BACKBONES and self.model not in BACKBONES:
             wrong.append(f"model={self.model!r} is an audio backbone (needs task=audio-ssl)")
         if not audio and self.ssl_method in PREDICTIVE_METHODS:
             wrong.append(f"ssl-method={self.ssl_method!r} is audio clip-order prediction "
@@ -295,7 +296,7 @@ def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
         from fedssl.models.audio_backbones import AUDIO_BACKBONES
         from fedssl.models.repopt import REPOPT_MODELS
 
-        return (*BACKBONES, *REPOPT_MODELS, *AUDIO_BACKBONES)
+        return tuple(dict.fromkeys((*BACKBONES, *REPOPT_MODELS, *AUDIO_BACKBONES)))
     if kind == "repopt-modes":
         from fedssl.models.repopt import REPOPT_MODES
 

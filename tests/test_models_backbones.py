@@ -19,11 +19,15 @@ EXPECTED_DIMS = {
     "resnet34": 512,
     "resnet50": 2048,
     "vit-tiny": 192,
+    "van-lska-tiny": 256,
+    "van-lska-small": 512,
+    "van-lska-base": 512,
 }
 
 
 def test_backbone_names_are_the_documented_ones() -> None:
-    assert BACKBONES == ("small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny")
+    assert BACKBONES == ("small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny",
+                         "van-lska-tiny", "van-lska-small", "van-lska-base")
     assert set(BACKBONE_REGISTRY.names()) == set(BACKBONES)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 # Importing a family module registers it; the public order is fixed by the tuples below,
 # not by import order.
-from fedssl.models import barlowtwins, byol, resnet, simclr, simsiam, small_cnn, vit
+from fedssl.models import barlowtwins, byol, lska, resnet, simclr, simsiam, small_cnn, vit
 from fedssl.models.audio_inception import audio_inceptionnext, audio_rep_inceptionnext
 from fedssl.models.barlowtwins import BarlowTwins
 from fedssl.models.base import BACKBONE_REGISTRY, SSL_REGISTRY, SSLModel, SSLOptions
@@ -54,11 +54,14 @@ __all__ = [
     "reparameterize",
 ]
 
-BACKBONES: tuple[str, ...] = ("small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny")
+BACKBONES: tuple[str, ...] = (
+    "small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny",
+    "van-lska-tiny", "van-lska-small", "van-lska-base",
+)
 SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "simsiam", "barlowtwins")
 
 # The family modules must have registered exactly the advertised built-in names.
-_FAMILIES = (small_cnn, resnet, vit, simclr, byol, simsiam, barlowtwins)
+_FAMILIES = (small_cnn, resnet, vit, lska, simclr, byol, simsiam, barlowtwins)
 if set(BACKBONE_REGISTRY.names()) != set(BACKBONES) or set(SSL_REGISTRY.names()) != set(
     SSL_METHODS
 ):

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from fedssl.models.base import BACKBONE_REGISTRY
+from fedssl.models.transforms import check_image_size
+
 __all__ = [
     "LSKA",
     "LSKA_KERNELS",
@@ -261,3 +264,21 @@ def van_lska_small(**kwargs) -> VANLSKA:
 def van_lska_base(**kwargs) -> VANLSKA:
     """VAN-LSKA-Base: dims 64/128/320/512, depths 3/3/12/3."""
     return _van("base", **kwargs)
+
+
+def _register_image_backbone(size: str) -> None:
+    # As an image backbone (task=image-ssl) it takes RGB; the audio registry builds the
+    # one-channel version for spectrograms under the same name.
+    def build(*, image_size: int = 32) -> VANLSKA:
+        if check_image_size(image_size) < 32:
+            raise ValueError(f"van-lska-{size} downsamples 32x; image_size must be >= 32, "
+                             f"got {image_size}")
+        return VANLSKA(VAN_CONFIGS[size], in_chans=3, num_classes=0)
+
+    build.__doc__ = (f"VAN-LSKA-{size.capitalize()} image backbone, feature_dim "
+                     f"{VAN_CONFIGS[size].dims[-1]}.")
+    BACKBONE_REGISTRY.register(f"van-lska-{size}")(build)
+
+
+for _size in ("tiny", "small", "base"):
+    _register_image_backbone(_size)
