@@ -230,3 +230,37 @@ def test_task_trains_a_partition_and_an_empty_one_replies_with_the_same_keys():
     assert set(reply) == set(metrics)
     hist = task.class_histograms(cfg, 45)
     assert hist.shape == (45, 10) and hist.to_numpy().sum() == 1350
+
+
+def test_audio_loader_dispatch_and_data_discovery(tmp_path, monkeypatch):
+    import shutil
+
+    from fedssl.datasets import DatasetNotFoundError
+    from fedssl.datasets.audio_loader import (
+        AUDIO_DATASETS,
+        check_audio_dataset,
+        clear_audio_cache,
+        load_audio_dataset,
+    )
+    from fedssl.datasets.spoken_digits import find_spoken_digits_dir
+
+    test = load_audio_dataset("spoken-digits", "test")
+    assert test.sample_rate == AUDIO_DATASETS["spoken-digits"].sample_rate
+    assert load_audio_dataset("spoken-digits", "test") is test  # memoised
+    with pytest.raises(ValueError, match="read-only"):
+        test.waveforms[0, 0] = 1.0
+    with pytest.raises(ValueError, match="audio dataset must be one of"):
+        check_audio_dataset("cifar10")
+    with pytest.raises(DatasetNotFoundError, match="needs data-dir"):
+        check_audio_dataset("esc50")
+    with pytest.raises(DatasetNotFoundError, match=r"esc50\.csv"):
+        check_audio_dataset("esc50", data_dir=str(tmp_path))
+    # A copy elsewhere is found through the environment variable (what a deployment that
+    # ships the data separately sets); a directory without the files is refused by name.
+    copy = tmp_path / "digits"
+    shutil.copytree(find_spoken_digits_dir(), copy)
+    monkeypatch.setenv("FEDSSL_SPOKEN_DIGITS_DIR", str(copy))
+    assert find_spoken_digits_dir() == copy
+    with pytest.raises(DatasetNotFoundError, match=r"train\.opus"):
+        find_spoken_digits_dir(tmp_path)
+    clear_audio_cache()
