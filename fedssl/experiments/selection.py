@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from fedssl.tracking.checkpoint import (
-    _atomic_save,
+    atomic_save,
     list_round_models,
     load_round_model,
 )
@@ -314,7 +314,7 @@ def write_selection(
         "metric": metric,
         "score": float(row[metric].iloc[0]),
     }
-    model_path = _atomic_save(payload, run_dir / BEST_MODEL_FILE, prefix=".best-model-")
+    model_path = atomic_save(payload, run_dir / BEST_MODEL_FILE, prefix=".best-model-")
     return {"csv": csv_path, "plot": plot_path, "model": model_path}
 
 

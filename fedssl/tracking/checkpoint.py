@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "CHECKPOINT_FILE",
     "ROUND_CHECKPOINT_DIR",
+    "atomic_save",
     "list_round_models",
     "load_checkpoint",
     "load_round_model",
@@ -37,7 +38,7 @@ ROUND_CHECKPOINT_DIR = "rounds"
 _ROUND_FILE = re.compile(r"^round-(\d+)\.pt$")
 
 
-def _atomic_save(obj: Any, path: Path, *, prefix: str) -> Path:
+def atomic_save(obj: Any, path: Path, *, prefix: str) -> Path:
     """``torch.save`` to a temporary file in the same directory, then ``os.replace`` it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
@@ -54,7 +55,7 @@ def _atomic_save(obj: Any, path: Path, *, prefix: str) -> Path:
 
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``run_dir/checkpoint.pt`` via a temporary file and ``os.replace``."""
-    return _atomic_save(state, Path(run_dir) / CHECKPOINT_FILE, prefix=".checkpoint-")
+    return atomic_save(state, Path(run_dir) / CHECKPOINT_FILE, prefix=".checkpoint-")
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def save_round_model(
     # Only tensors and an int: the file loads with weights_only=True, i.e. without unpickling
     # arbitrary objects.
     payload = {"round": int(rnd), "arrays": {k: v.detach().cpu() for k, v in state_dict.items()}}
-    return _atomic_save(payload, path, prefix=".round-")
+    return atomic_save(payload, path, prefix=".round-")
 
 
 def list_round_models(run_dir: str | Path) -> list[tuple[int, Path]]:
