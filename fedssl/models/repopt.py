@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from fedssl.models.reparam import fold_bn
+
 __all__ = [
     "REPOPT_MODELS",
     "REPOPT_MODES",
@@ -184,9 +186,7 @@ def fuse_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, tor
     tuple of torch.Tensor
         The fused kernel (same shape) and the bias ``(out,)``.
     """
-    std = (bn.running_var + bn.eps).sqrt()
-    factor = bn.weight / std
-    return kernel * factor.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * factor
+    return fold_bn(kernel, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
 
 
 def identity_kernel(channels: int, *, depthwise: bool, like: torch.Tensor) -> torch.Tensor:
