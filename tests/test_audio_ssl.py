@@ -264,3 +264,27 @@ def test_audio_loader_dispatch_and_data_discovery(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError, match=r"train\.opus"):
         find_spoken_digits_dir(tmp_path)
     clear_audio_cache()
+
+
+def test_experiment_report_keeps_the_report_metrics_such_as_retrieval(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from fedssl.experiments.runner import results_table, summary_metrics
+
+    runs = []
+    for i, (method, r1) in enumerate([("simclr", 0.3), ("simclr", 0.5), ("clip-order", 0.2)]):
+        run_dir = tmp_path / f"{i:02d}"
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(json.dumps({
+            "retrieval-r1": r1, "random-init-retrieval-r1": 0.1, "retrieval-r10": 0.9,
+            "knn-accuracy": 0.4, "rounds": 20}))
+        kept = summary_metrics(run_dir, ("retrieval-r1",))
+        assert kept == {"retrieval-r1": r1, "random-init-retrieval-r1": 0.1, "knn-accuracy": 0.4}
+        runs.append({"run": i, "ssl-method": method} | kept)
+    table = results_table(pd.DataFrame(runs), ["ssl-method"], ("retrieval-r1",))
+    simclr = table.set_index("ssl-method").loc["simclr"]
+    assert simclr["retrieval-r1 mean"] == pytest.approx(0.4)
+    assert simclr["random-init-retrieval-r1 mean"] == pytest.approx(0.1)
+    assert simclr["seeds"] == 2 and "retrieval-r10 mean" not in table.columns

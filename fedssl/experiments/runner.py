@@ -22,7 +22,7 @@ from fedssl.experiments.progress import RoundProgress
 from fedssl.experiments.spec import ExperimentSpec, Variant
 
 __all__ = ["results_table", "rewrite_report", "rounds_to_target", "run_experiment",
-           "write_report"]
+           "summary_metrics", "write_report"]
 
 
 def run_experiment(
@@ -66,10 +66,7 @@ def run_experiment(
             row = {"run": i, "variant": variant.name, "status": outcome.status,
                    "wall-time-s": round(outcome.wall_time_s, 1), "run-dir": str(outcome.run_dir)}
             row |= variant.labels
-            summary_path = outcome.run_dir / "summary.json"
-            if summary_path.exists():
-                row |= {k: v for k, v in json.loads(summary_path.read_text()).items()
-                        if k.endswith("accuracy")}
+            row |= summary_metrics(outcome.run_dir, spec.report.metrics)
             if spec.report.target is not None:
                 row["rounds-to-target"] = rounds_to_target(
                     outcome.run_dir / "metrics.csv", spec.report.curve, spec.report.target)
@@ -97,10 +94,27 @@ def rounds_to_target(metrics_csv: Path, metric: str, target: float) -> float:
     return float(reached["round"].min()) if len(reached) else float("nan")
 
 
-def results_table(runs: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds of every accuracy column (and rounds-to-target, with the number
-    of seeds that reached the target), one row per grid combination."""
-    metrics = [c for c in runs.columns if c.endswith("accuracy") or c == "rounds-to-target"]
+def _is_reported(key: str, report_metrics: tuple[str, ...] | list[str]) -> bool:
+    """Accuracies, the report's metrics (e.g. retrieval recall) and their random-init twins."""
+    return key.endswith("accuracy") or key.removeprefix("random-init-") in report_metrics
+
+
+def summary_metrics(run_dir: Path, report_metrics: tuple[str, ...] | list[str] = ()) -> dict:
+    """The final metrics of a run (from its ``summary.json``) that the report tabulates."""
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text()).items()
+            if _is_reported(k, report_metrics)}
+
+
+def results_table(runs: pd.DataFrame, grid_keys: list[str],
+                  report_metrics: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """Mean and std over seeds of every accuracy column and every report metric (and
+    rounds-to-target, with the number of seeds that reached the target), one row per grid
+    combination."""
+    metrics = [c for c in runs.columns
+               if _is_reported(c, report_metrics) or c == "rounds-to-target"]
     if not grid_keys:
         runs = runs.assign(variant="all")
         grid_keys = ["variant"]
@@ -118,14 +132,21 @@ def rewrite_report(spec: ExperimentSpec, root: Path) -> None:
     if not runs_path.is_file():
         raise ConfigError(f"--report {str(root)!r}: no runs.csv there; give the directory "
                           "an experiment wrote")
-    write_report(spec, pd.read_csv(runs_path), Path(root))
+    runs = pd.read_csv(runs_path)
+    # Refresh the final metrics from each run's summary: a report metric added to the
+    # experiment file after the runs (or one an older version did not keep) is found there.
+    refreshed = [summary_metrics(Path(d), spec.report.metrics) for d in runs["run-dir"]]
+    for i, metrics in enumerate(refreshed):
+        for key, value in metrics.items():
+            runs.loc[i, key] = value
+    write_report(spec, runs, Path(root))
 
 
 def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path) -> None:
     """runs.csv (one row per run), results.csv/.md (aggregated), comparison plots."""
     runs.to_csv(root / "runs.csv", index=False)
     grid_keys = list(spec.grid)
-    table = results_table(runs, grid_keys)
+    table = results_table(runs, grid_keys, spec.report.metrics)
     table.to_csv(root / "results.csv", index=False)
     (root / "results.md").write_text(
         f"# {spec.name}\n\n{spec.description}\n\n" + table.to_markdown(index=False,
