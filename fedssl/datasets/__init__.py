@@ -1,6 +1,9 @@
-"""Image datasets (offline embedded digits, CIFAR, Tiny ImageNet, folders, Hugging Face)
-as in-memory arrays, and label-based partitioning across federated clients."""
+"""Image datasets (offline embedded digits, CIFAR, Tiny ImageNet, folders, Hugging Face) and
+audio datasets (embedded spoken digits, ESC-50, Speech Commands, UrbanSound8K, VGG-Sound,
+EPIC-SOUNDS) as in-memory arrays, and partitioning across federated clients."""
 
+from fedssl.datasets.audio_base import AudioArrays
+from fedssl.datasets.audio_loader import AUDIO_DATASETS, check_audio_dataset, load_audio_dataset
 from fedssl.datasets.base import DatasetNotFoundError, ImageArrays, default_cache_dir
 from fedssl.datasets.loader import (
     DATASETS,
@@ -17,14 +20,18 @@ from fedssl.datasets.partitioning import (
 )
 
 __all__ = [
+    "AUDIO_DATASETS",
     "DATASETS",
     "PARTITIONERS",
+    "AudioArrays",
     "DatasetNotFoundError",
     "ImageArrays",
+    "check_audio_dataset",
     "check_dataset",
     "class_histograms",
     "clear_dataset_cache",
     "default_cache_dir",
+    "load_audio_dataset",
     "load_image_dataset",
     "paper_dirichlet_split",
     "partition_indices",
