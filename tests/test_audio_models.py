@@ -268,3 +268,13 @@ def test_reparameterize_needs_something_to_fuse():
         reparameterize(audio_inceptionnext("tiny"))
     with pytest.raises(ValueError, match="nothing to fuse"):
         reparameterize(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
+
+
+def test_a_block_without_its_residual_branch_fails_at_construction():
+    from fedssl.models.audio_inception import _Block
+
+    class Incomplete(_Block):
+        pass
+
+    with pytest.raises(TypeError, match="transform"):
+        Incomplete(8, 8)

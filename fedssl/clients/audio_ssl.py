@@ -14,7 +14,6 @@ random-init backbone. :meth:`AudioSSLTask.selection_evaluate` scores on the trai
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -31,12 +30,17 @@ from fedssl.clients.audio_data import (
 from fedssl.clients.base import (
     ClientTask,
     empty_partition_metrics,
+    local_loader,
     seed_everything,
     ssl_local_steps,
     train_reply,
 )
-from fedssl.clients.evaluation import knn_accuracy, linear_probe_accuracy, retrieval_recall
-from fedssl.datasets import default_cache_dir
+from fedssl.clients.evaluation import (
+    cached_accuracy,
+    knn_accuracy,
+    linear_probe_accuracy,
+    retrieval_recall,
+)
 from fedssl.datasets.audio_base import AudioArrays
 from fedssl.datasets.audio_loader import AUDIO_DATASETS
 from fedssl.models import build_ssl_model
@@ -86,9 +90,6 @@ def log_mel_probe(train: AudioArrays, test: AudioArrays, frontend: torch.nn.Modu
     fingerprint = hashlib.sha1(np.ascontiguousarray(train.waveforms[:64]).tobytes()
                                + test.labels.tobytes())
     fingerprint.update(repr((len(train), len(test), seed, train.name)).encode())
-    path = default_cache_dir() / f"log-mel-probe-{fingerprint.hexdigest()[:16]}.json"
-    if path.exists():
-        return float(json.loads(path.read_text())["accuracy"])
 
     def pooled(data: AudioArrays) -> np.ndarray:
         with torch.no_grad():
@@ -96,11 +97,10 @@ def log_mel_probe(train: AudioArrays, test: AudioArrays, frontend: torch.nn.Modu
                               for i in range(0, len(data), 256)])
         return torch.cat([spec.mean(dim=1), spec.std(dim=1)], dim=1).numpy()
 
-    accuracy = linear_probe_accuracy(pooled(train), train.labels, pooled(test), test.labels,
-                                     seed=seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"accuracy": accuracy, "dataset": train.name}))
-    return accuracy
+    return cached_accuracy(
+        "log-mel-probe", fingerprint.hexdigest()[:16], train.name,
+        lambda: linear_probe_accuracy(pooled(train), train.labels, pooled(test), test.labels,
+                                      seed=seed))
 
 
 class AudioSSLTask(ClientTask):
@@ -144,15 +144,8 @@ class AudioSSLTask(ClientTask):
 
     # ------------------------------------------------------------------ local work
     def _loader(self, data: AudioArrays, cfg: RunConfig, *, shuffle: bool) -> DataLoader:
-        batch_size = min(cfg.batch_size, len(data))
-        # A last batch of one clip breaks BatchNorm; drop the ragged tail when it exists.
-        return DataLoader(
-            TensorDataset(torch.from_numpy(np.array(data.waveforms))),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=len(data) % batch_size == 1,
-            generator=torch.Generator().manual_seed(torch.initial_seed()) if shuffle else None,
-        )
+        return local_loader(TensorDataset(torch.from_numpy(np.array(data.waveforms))),
+                            cfg.batch_size, shuffle=shuffle)
 
     def train(
         self,

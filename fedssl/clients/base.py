@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 if TYPE_CHECKING:
     from fedssl.config import RunConfig
@@ -19,8 +21,10 @@ __all__ = [
     "ProximalTerm",
     "device_for_training",
     "empty_partition_metrics",
+    "local_loader",
     "local_step_budget",
     "seed_everything",
+    "seed_global",
     "ssl_local_steps",
     "steps_over",
     "train_reply",
@@ -38,6 +42,31 @@ def seed_everything(*parts: int) -> int:
     torch.manual_seed(seed)
     np.random.seed(seed)
     return seed
+
+
+def seed_global(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global RNGs with ``seed``: what the server does
+    before it builds the initial global model, so that model can be rebuilt exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def local_loader(dataset: Dataset, batch_size: int, *, shuffle: bool) -> DataLoader:
+    """A client's DataLoader over its partition.
+
+    The batch is capped at the partition size; a ragged last batch of one sample (which breaks
+    BatchNorm) is dropped; shuffling draws from a generator seeded from torch's current seed,
+    so the order follows :func:`seed_everything`.
+    """
+    batch_size = min(batch_size, len(dataset))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=len(dataset) % batch_size == 1,
+        generator=torch.Generator().manual_seed(torch.initial_seed()) if shuffle else None,
+    )
 
 
 def local_step_budget(batches_per_epoch: int, cfg: RunConfig) -> int:

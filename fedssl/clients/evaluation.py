@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 
@@ -14,7 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["extract_features", "knn_accuracy", "linear_probe_accuracy", "retrieval_recall"]
+from fedssl.datasets import default_cache_dir
+
+__all__ = ["cached_accuracy", "extract_features", "knn_accuracy", "linear_probe_accuracy",
+           "retrieval_recall"]
 
 
 @torch.no_grad()
@@ -37,6 +41,23 @@ def extract_features(
         chunks.append(encoder(batch.to(device)).float().cpu())
     encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def cached_accuracy(kind: str, fingerprint: str, dataset: str,
+                    compute: Callable[[], float]) -> float:
+    """``compute()``, kept in the cache directory under ``<kind>-<fingerprint>.json``.
+
+    For baselines that depend on the data alone (a probe on raw pixels or on log-mel
+    statistics): computed once per data, not once per run. ``fingerprint`` must identify the
+    data and the settings.
+    """
+    path = default_cache_dir() / f"{kind}-{fingerprint}.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["accuracy"])
+    accuracy = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"accuracy": accuracy, "dataset": dataset}))
+    return accuracy
 
 
 def knn_accuracy(

@@ -25,6 +25,7 @@ from fedssl.clients.base import (
     ClientTask,
     ProximalTerm,
     empty_partition_metrics,
+    local_loader,
     local_step_budget,
     seed_everything,
     steps_over,
@@ -241,16 +242,10 @@ class ImageClassificationTask(ClientTask):
             return empty_partition_metrics(partition_id, start) | {
                 "train-accuracy": 0.0, "repopt-masks": int(bool(grad_scales))}
         seed_everything(cfg.seed, server_round, partition_id)
-        batch_size = min(cfg.batch_size, len(data))
-        loader = DataLoader(
+        loader = local_loader(
             LabelledImages(data.images, data.labels,
                            build_train_transform(cfg.augment, cfg.image_size)),
-            batch_size=batch_size,
-            shuffle=True,
-            # A last batch of one sample breaks BatchNorm; drop the ragged tail when it exists.
-            drop_last=len(data) % batch_size == 1,
-            generator=torch.Generator().manual_seed(torch.initial_seed()),
-        )
+            cfg.batch_size, shuffle=True)
         optimizer = self._optimizer(model, cfg, grad_scales)
         params = [p for p in model.parameters() if p.requires_grad]
         metrics = train_classifier(

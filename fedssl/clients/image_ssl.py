@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -16,17 +15,23 @@ from torch.utils.data import DataLoader, Dataset
 from fedssl.clients.base import (
     ClientTask,
     empty_partition_metrics,
+    local_loader,
     seed_everything,
     ssl_local_steps,
     train_reply,
 )
-from fedssl.clients.evaluation import extract_features, knn_accuracy, linear_probe_accuracy
+from fedssl.clients.evaluation import (
+    cached_accuracy,
+    extract_features,
+    knn_accuracy,
+    linear_probe_accuracy,
+)
 from fedssl.clients.image_data import (
     eval_split,
     partition,
     partition_class_histograms,
 )
-from fedssl.datasets import ImageArrays, default_cache_dir
+from fedssl.datasets import ImageArrays
 from fedssl.models import (
     SSLModel,
     ViewOptions,
@@ -65,19 +70,16 @@ def raw_pixel_probe(train: ImageArrays, test: ImageArrays, *, seed: int) -> floa
     """
     fingerprint = hashlib.sha1(train.images[:256].tobytes() + test.labels.tobytes())
     fingerprint.update(repr((len(train), len(test), seed)).encode())
-    path = default_cache_dir() / f"raw-pixel-probe-{fingerprint.hexdigest()[:16]}.json"
-    if path.exists():
-        return float(json.loads(path.read_text())["accuracy"])
-    accuracy = linear_probe_accuracy(
-        train.images.reshape(len(train), -1) / 255.0,
-        train.labels,
-        test.images.reshape(len(test), -1) / 255.0,
-        test.labels,
-        seed=seed,
+    return cached_accuracy(
+        "raw-pixel-probe", fingerprint.hexdigest()[:16], train.name,
+        lambda: linear_probe_accuracy(
+            train.images.reshape(len(train), -1) / 255.0,
+            train.labels,
+            test.images.reshape(len(test), -1) / 255.0,
+            test.labels,
+            seed=seed,
+        ),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"accuracy": accuracy, "dataset": train.name}))
-    return accuracy
 
 
 class ImageSSLTask(ClientTask):
@@ -165,15 +167,8 @@ class ImageSSLTask(ClientTask):
             min_scale=cfg.crop_min_scale, cj_strength=cfg.color_jitter, hf_prob=cfg.hflip_prob
         )
         transform = build_ssl_transform(cfg.ssl_method, image_size=cfg.image_size, views=views)
-        batch_size = min(cfg.batch_size, len(data))
-        # A last batch of one sample breaks BatchNorm; drop the ragged tail when it exists.
-        return DataLoader(
-            MultiViewDataset(data.images, transform),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=len(data) % batch_size == 1,
-            generator=torch.Generator().manual_seed(torch.initial_seed()) if shuffle else None,
-        )
+        return local_loader(MultiViewDataset(data.images, transform), cfg.batch_size,
+                            shuffle=shuffle)
 
     # ------------------------------------------------------------------ server side
     def _features(self, model: SSLModel, cfg: RunConfig) -> tuple:

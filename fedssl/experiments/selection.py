@@ -11,7 +11,6 @@ chosen model in the run directory.
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fedssl.clients.base import seed_global
 from fedssl.tracking.checkpoint import (
     atomic_save,
     list_round_models,
@@ -135,16 +135,9 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return RunConfig.from_run_config(stored)
 
 
-def _seed_all(seed: int) -> None:
-    # The ServerApp seeds all three before it builds the initial model; doing the same here
-    # makes round 0 the run's actual initialisation.
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _initial_model(task: ClientTask, cfg: RunConfig) -> torch.nn.Module:
-    _seed_all(cfg.seed)
+    # The ServerApp's seeding before its initial model: round 0 is the run's actual init.
+    seed_global(cfg.seed)
     return task.build_model(cfg)
 
 
@@ -245,7 +238,7 @@ def score_rounds(
             model.load_state_dict(load_round_model(path_of[rnd]))
         # The same seed before every evaluation: a score with any randomness in it (a probe's
         # init, a sampled subset) then differs between rounds only because the models do.
-        _seed_all(cfg.seed)
+        seed_global(cfg.seed)
         # No no_grad()/eval() here: the task owns its protocol (and may train a probe).
         scores = task.selection_evaluate(model, cfg)
         if rnd == 0 and metric is not None and metric not in scores:

@@ -29,6 +29,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedssl.clients import get_task
+from fedssl.clients.base import seed_global
 from fedssl.config import RunConfig
 from fedssl.datasets import plot_class_histograms
 from fedssl.strategies import (
@@ -107,9 +108,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     run_dir, run_name = resolve_run_dir(cfg)
     task = get_task(cfg.task)
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_global(cfg.seed)
     initial_model = task.build_model(cfg)
     initial_arrays = ArrayRecord(initial_model.state_dict())
 

@@ -24,6 +24,7 @@ time on the first spatial axis; the output is ``(B, num_classes)`` logits, or po
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -246,7 +247,7 @@ class RepMultiScaleDWConv(nn.Module):
                 f"fused={self.is_fused}")
 
 
-class _Block(nn.Module):
+class _Block(nn.Module, metaclass=ABCMeta):
     """Shared residual frame: ``ReLU(shortcut(x) + transform(x))``."""
 
     def __init__(self, dim_in: int, dim_out: int, stride: int | tuple[int, int],
@@ -269,8 +270,9 @@ class _Block(nn.Module):
         # (ZERO_INIT_FINAL_BN): every block starts as its shortcut.
         nn.init.zeros_(self.mlp.project.bn.weight)
 
+    @abstractmethod
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The residual branch (everything but the shortcut and the final ReLU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.shortcut(x) + self.transform(x))
