@@ -11,23 +11,47 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PYPROJECT", "ConfigError", "RunConfig", "load_defaults", "parse_overrides"]
+__all__ = [
+    "PYPROJECT",
+    "ConfigError",
+    "RunConfig",
+    "load_defaults",
+    "parse_overrides",
+    "paths_elsewhere",
+]
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 FAULT_KINDS = ("raise", "nan", "shape", "keys")
-WANDB_MODES = ("offline", "online", "disabled")
+WANDB_MODES = ("auto", "offline", "online", "disabled")
 AUGMENTS = ("none", "crop", "randaugment")
 
 
 class ConfigError(ValueError):
     """A run-config value is invalid; the message names the key, the value and what is valid."""
+
+
+_CHECK_LOCAL_PATHS: ContextVar[bool] = ContextVar("fedssl_check_local_paths", default=True)
+
+
+@contextmanager
+def paths_elsewhere() -> Iterator[None]:
+    """Validate configs whose paths (data-dir, resume-from, repopt-scales) name files on other
+    machines: in deployment they are read by the SuperLink and the SuperNodes, not by the
+    machine that submits the run. Every other check still runs."""
+    token = _CHECK_LOCAL_PATHS.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_LOCAL_PATHS.reset(token)
 
 
 def _key(default: Any, doc: str, **rules: Any) -> Any:
@@ -131,7 +155,10 @@ class RunConfig:
     linear_probe: bool = _key(True, "linear probe (trained and random-init) at the end")
     keep_round_models: bool = _key(True, "keep every round's global model (fedssl select-best)")
     # --- tracking
-    wandb_mode: str = _key("offline", "W&B mode", choices=WANDB_MODES)
+    # auto: online when the ServerApp's environment has a W&B API key (WANDB_API_KEY or
+    # `wandb login`), else offline (see fedssl.tracking.wandb_sink.resolve_wandb_mode).
+    wandb_mode: str = _key("auto", "W&B mode: auto (online with an API key, else offline), "
+                           "offline, online, disabled", choices=WANDB_MODES)
     wandb_project: str = _key("fedssl", "W&B project")
     wandb_group: str = _key("", "W&B group")
     wandb_tags: str = _key("", "comma-separated W&B tags")
@@ -157,7 +184,8 @@ class RunConfig:
             )
         self._check_task_and_model()
         self._check_modality()
-        if self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
+        local = _CHECK_LOCAL_PATHS.get()
+        if local and self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
             from fedssl.datasets import DatasetNotFoundError, check_dataset
 
             try:
@@ -166,7 +194,7 @@ class RunConfig:
                 raise ConfigError(f"data-dir={self.data_dir!r}: {err}") from None
             except ValueError as err:
                 raise ConfigError(f"dataset={self.dataset!r}: {err}") from None
-        if self.resume_from and not (Path(self.resume_from) / "checkpoint.pt").is_file():
+        if local and self.resume_from and not (Path(self.resume_from) / "checkpoint.pt").is_file():
             raise ConfigError(
                 f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
                 "give the run directory of an earlier run"
@@ -198,7 +226,7 @@ class RunConfig:
         if self.partitioner == "group" and not audio:
             raise ConfigError("partitioner='group' splits by speaker/recording, which only the "
                               "audio datasets have; use iid, dirichlet, shard or paper-dirichlet")
-        if audio and self.dataset != "spoken-digits":
+        if audio and self.dataset != "spoken-digits" and _CHECK_LOCAL_PATHS.get():
             from fedssl.datasets import DatasetNotFoundError
 
             try:
@@ -235,7 +263,7 @@ class RunConfig:
                     f"needs a RepOpt model with repopt-mode=target, got model={self.model!r}, "
                     f"repopt-mode={self.repopt_mode!r}"
                 )
-            if not Path(self.repopt_scales).is_file():
+            if _CHECK_LOCAL_PATHS.get() and not Path(self.repopt_scales).is_file():
                 raise ConfigError(
                     f"repopt-scales={self.repopt_scales!r}: no such file; write one with "
                     f"`fedssl hyper-search --model {self.model} --out FILE`"

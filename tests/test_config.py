@@ -35,7 +35,7 @@ def test_int_is_accepted_for_float_key():
         ("fraction-train", 1.5, ["fraction-train=1.5", "<= 1.0"]),
         ("dirichlet-alpha", 0.0, ["dirichlet-alpha=0.0", "> 0.0"]),
         ("lr", "fast", ["lr='fast'", "expected float"]),
-        ("wandb-mode", "cloud", ["offline", "online", "disabled"]),
+        ("wandb-mode", "cloud", ["auto", "offline", "online", "disabled"]),
         ("server-optimizer", "sgd", ["none", "fedavgm", "fedadam", "fedyogi", "fedadagrad"]),
         ("ldawa-weighting", "sqrt", ["uniform", "num-examples"]),
         ("fedvssl-alpha", 1.1, ["fedvssl-alpha=1.1", "<= 1.0"]),

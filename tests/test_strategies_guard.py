@@ -90,6 +90,32 @@ def test_replies_with_other_metric_keys_are_left_out_instead_of_failing_the_roun
     assert metrics["failures"] == 1
 
 
+def test_a_lost_node_is_named_by_the_instruction_the_superlink_answers_for():
+    """In deployment the SuperLink replies for a node that stopped heartbeating (source node
+    1, error code 5): the failure must be charged to that node's partition, not to node 1."""
+    from flower_fakes import FakeGrid, record
+    from flwr.app import ConfigRecord, Error
+
+    failures = []
+    guard = GuardedStrategy(
+        FedAvg(min_train_nodes=3, min_available_nodes=3), min_train_nodes=2,
+        partition_of=lambda nid: {11: 0, 12: 1, 13: 2}.get(nid, 99),
+        on_client_failure=lambda rnd, phase, pid, why: failures.append((rnd, phase, pid, why)))
+    start = record({"w": np.zeros((2, 2), np.float32), "b": np.zeros(2, np.float32)})
+    instructions = list(guard.configure_train(1, start, ConfigRecord(), FakeGrid([13, 11, 12])))
+    for msg in instructions:  # what the Grid does when it pushes them
+        msg.metadata.__dict__["_message_id"] = msg.object_id
+    by_node = {m.metadata.dst_node_id: m for m in instructions}
+    lost = Message(Error(code=5, reason="Error: Node Unavailable"), reply_to=by_node[12])
+    lost.metadata.__dict__["_src_node_id"] = 1  # the SuperLink
+    arrays, metrics = guard.aggregate_train(1, [_reply(11, 1.0, 10), _reply(13, 3.0, 10), lost])
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 2), 2.0))
+    assert metrics["failures"] == 1
+    assert len(failures) == 1
+    rnd, phase, pid, why = failures[0]
+    assert (rnd, phase, pid) == (1, "train", 1) and "node lost" in why
+
+
 def test_too_few_valid_replies_keep_the_previous_model():
     guard, _ = _guard(min_train_nodes=2)
     arrays, metrics = guard.aggregate_train(1, [_reply(1, 1.0, 10), _reply(2, 0, 1, error=True)])

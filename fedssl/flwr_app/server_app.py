@@ -126,7 +126,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     wandb = WandbSink(
         mode=cfg.wandb_mode, project=cfg.wandb_project, name=run_name, group=cfg.wandb_group,
         tags=cfg.tags, config=cfg.to_run_config(), run_dir=run_dir,
-        run_id=checkpoint.get("wandb-id") if checkpoint else None,
+        run_id=checkpoint.get("wandb-id") if checkpoint else None, job_type=cfg.strategy,
     )
 
     partition_of = discover_partitions(grid, cfg)
@@ -134,6 +134,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     histograms = task.class_histograms(cfg, num_partitions)
     histograms.to_csv(run_dir / "partitions.csv", index_label="partition")
     plot_class_histograms(histograms, run_dir / "partitions.png")
+    wandb.log_partitions(histograms, run_dir / "partitions.png")
     log(INFO, "%s %d partitions (%s), sizes %s", PROGRESS_PREFIX, num_partitions,
         cfg.partitioner, histograms.sum(axis=1).tolist())
 
@@ -151,6 +152,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
 
     def on_client_metrics(rnd: int, phase: str, pid: int, metrics: dict) -> None:
         recorder.log(rnd, phase, metrics, partition=pid)
+        wandb.add_client_metrics(rnd, phase, pid, metrics)
 
     strategy = GuardedStrategy(
         inner,
@@ -158,6 +160,9 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         partition_of=lambda nid: partition_of.get(nid, num_partitions + (nid % 10**6)),
         round_offset=done_rounds,
         on_client_metrics=on_client_metrics,
+        # A lost or faulty client is a row of metrics.csv too: which partition, which round.
+        on_client_failure=lambda rnd, phase, pid, reason: recorder.log(
+            rnd, phase, {"failed": 1}, partition=pid),
     )
     eval_model = task.build_model(cfg)
     t_rounds = time.perf_counter()
@@ -178,8 +183,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
             eval_model.load_state_dict(arrays.to_torch_state_dict())
             central = task.central_evaluate(eval_model, cfg)
             recorder.log(rnd, "central", central)
-        wandb.log(rnd, {f"train/{k}": v for k, v in train_metrics.items()}
-                  | {f"central/{k}": v for k, v in central.items()})
+        wandb.log_round(rnd, train_metrics, central)
         if cfg.keep_round_models:
             # Before the checkpoint: every round a resume can start after has its model kept
             # (`fedssl select-best` scores them afterwards).
@@ -231,7 +235,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     }
     recorder.write_json("summary.json", summary)
     recorder.plot()
-    wandb.summary(final)
+    wandb.log_plots(run_dir)
+    wandb.log_summary(summary)
     wandb.finish()
     for key, value in final.items():
         log(INFO, "%s final %s = %.4f", PROGRESS_PREFIX, key, value)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -82,6 +83,9 @@ class GuardedStrategy(Strategy):
         Rounds already done before this process started (resume).
     on_client_metrics : Callable[[int, str, int, dict], None], optional
         Called as ``(round, phase, partition_id, metrics)`` for every valid reply.
+    on_client_failure : Callable[[int, str, int, str], None], optional
+        Called as ``(round, phase, partition_id, reason)`` for every reply left out, including
+        the error reply the SuperLink sends for a node that stopped heartbeating (deployment).
     weight_key : str (default: "num-examples")
         Metric used as the aggregation weight; replies without it are left out.
     """
@@ -94,6 +98,7 @@ class GuardedStrategy(Strategy):
         partition_of: Callable[[int], int],
         round_offset: int = 0,
         on_client_metrics: Callable[[int, str, int, dict], None] | None = None,
+        on_client_failure: Callable[[int, str, int, str], None] | None = None,
         weight_key: str = "num-examples",
     ) -> None:
         self.inner = inner
@@ -101,6 +106,10 @@ class GuardedStrategy(Strategy):
         self.partition_of = partition_of
         self.round_offset = round_offset
         self.on_client_metrics = on_client_metrics
+        self.on_client_failure = on_client_failure
+        # This round's instructions: a lost node's error reply comes from the SuperLink, so
+        # its addressee is found through the instruction it answers.
+        self._sent: list[Message] = []
         self.weight_key = weight_key
         self._expected: dict[str, tuple[tuple[int, ...], str]] = {}
         # Aggregated train metrics per (offset) round, for the server's per-round callback.
@@ -111,9 +120,10 @@ class GuardedStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._expected = {k: (tuple(a.shape), a.dtype) for k, a in arrays.items()}
-        return self.inner.configure_train(
+        self._sent = list(self.inner.configure_train(
             server_round + self.round_offset, arrays, config, _OrderedGrid(grid, self.partition_of)
-        )
+        ))
+        return self._sent
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -149,9 +159,10 @@ class GuardedStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(
+        self._sent = list(self.inner.configure_evaluate(
             server_round + self.round_offset, arrays, config, _OrderedGrid(grid, self.partition_of)
-        )
+        ))
+        return self._sent
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -172,19 +183,17 @@ class GuardedStrategy(Strategy):
         valid: list[Message] = []
         failures: list[str] = []
         for msg in replies:
-            node = msg.metadata.src_node_id
             reason = self._reason_to_drop(msg, check_arrays)
             if reason is None:
                 valid.append(msg)
                 continue
             failures.append(reason)
-            log(WARNING, "round %d %s: reply from node %s left out: %s", rnd, phase, node, reason)
+            self._report_failure(rnd, phase, self.node_of(msg), reason)
         valid.sort(key=lambda m: self.partition_of(m.metadata.src_node_id))
         for msg, reason in _odd_metric_keys(valid):
             valid.remove(msg)
             failures.append(reason)
-            log(WARNING, "round %d %s: reply from node %s left out: %s", rnd, phase,
-                msg.metadata.src_node_id, reason)
+            self._report_failure(rnd, phase, msg.metadata.src_node_id, reason)
         if self.on_client_metrics is not None:
             for msg in valid:
                 metrics = dict(next(iter(msg.content.metric_records.values())))
@@ -192,10 +201,32 @@ class GuardedStrategy(Strategy):
                 self.on_client_metrics(rnd, phase, pid, metrics)
         return valid, failures
 
+    def node_of(self, reply: Message) -> int:
+        """The node a reply speaks for.
+
+        An error reply for a node that stopped heartbeating comes from the SuperLink (source
+        node 1, error code 5 NODE_UNAVAILABLE); the instruction it answers names the node.
+        """
+        if reply.has_error():
+            for instruction in self._sent:
+                if instruction.metadata.message_id == reply.metadata.reply_to_message_id:
+                    return instruction.metadata.dst_node_id
+        return reply.metadata.src_node_id
+
+    def _report_failure(self, rnd: int, phase: str, node: int, reason: str) -> None:
+        pid = self.partition_of(node)
+        log(WARNING, "round %d %s: reply of partition %s (node %s) left out: %s", rnd, phase,
+            pid, node, reason)
+        if self.on_client_failure is not None:
+            self.on_client_failure(rnd, phase, pid, reason)
+
     def _reason_to_drop(self, msg: Message, check_arrays: bool) -> str | None:
         if msg.has_error():
             first_line = (msg.error.reason or "").strip().splitlines()
-            return f"client error (code {msg.error.code}): {first_line[-1] if first_line else ''}"
+            last = first_line[-1] if first_line else ""
+            if msg.error.code == ErrorCode.NODE_UNAVAILABLE:
+                return f"node lost (code {msg.error.code}, no heartbeat): {last}"
+            return f"client error (code {msg.error.code}): {last}"
         metric_records = list(msg.content.metric_records.values())
         if len(metric_records) != 1:
             return f"{len(metric_records)} MetricRecords instead of 1"
