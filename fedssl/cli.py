@@ -1,5 +1,5 @@
-"""The ``fedssl`` command: ``fedssl run``, ``fedssl experiment``, ``fedssl hyper-search`` and
-``fedssl select-best``."""
+"""The ``fedssl`` command: ``fedssl run``, ``fedssl experiment``, ``fedssl hyper-search``,
+``fedssl select-best`` and ``fedssl deploy``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def _federation_args(parser: argparse.ArgumentParser) -> None:
                         help="CPUs per ClientApp (default 1: two clients in parallel on 2 cores)")
     parser.add_argument("--client-gpus", type=float, default=0.0,
                         help="GPUs per ClientApp, e.g. 0.5 (default 0: clients see no GPU)")
+    parser.add_argument("--ray-address", default="", metavar="ADDR",
+                        help="run the ClientApps on an existing Ray cluster: the head's HOST:PORT "
+                        "(e.g. 127.0.0.1:6379) or ray://HOST:PORT; each node then hosts "
+                        "its CPUs / --client-cpus actors (default: a private local Ray; "
+                        "RAY_ADDRESS in the environment is not used)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
                         help="where run directories go when output-dir is not set (default ./runs)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -101,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--device", default=None,
                     help="where to evaluate, e.g. cpu or cuda (default: cuda when visible)")
     sb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from fedssl.deploy.cli import add_deploy_parser
+
+    add_deploy_parser(sub)
     return parser
 
 
@@ -124,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_hyper_search(args)
         if args.command == "select-best":
             return _cmd_select_best(args)
+        if args.command == "deploy":
+            from fedssl.deploy.cli import run_deploy
+
+            return run_deploy(args)
         return _cmd_experiment(args)
     except ConfigError as err:
         print(f"fedssl: invalid configuration: {err}", file=sys.stderr)
@@ -145,15 +157,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from fedssl.experiments.progress import RoundProgress
 
     print(f"fedssl: run directory {cfg.output_dir}", flush=True)
-    with LocalSuperLink() as link, RoundProgress(cfg.num_server_rounds, quiet=args.quiet) as bar:
+    with (LocalSuperLink(ray_address=federation.ray_address) as link,
+          RoundProgress(cfg.num_server_rounds, quiet=args.quiet) as bar):
         outcome = link.run(cfg.to_run_config(), federation, on_line=bar.write,
                            on_progress=bar.update)
-    return _report(outcome)
+    return report_outcome(outcome)
 
 
-def _report(outcome) -> int:
-    summary_path = outcome.run_dir / "summary.json"
-    if outcome.completed and summary_path.exists():
+def report_outcome(outcome) -> int:
+    """Print a finished run's headline results (exit code 0) or why it failed (1)."""
+    summary_path = outcome.run_dir / "summary.json" if outcome.run_dir else None
+    if outcome.completed and (summary_path is None or not summary_path.exists()):
+        # Deployment: the ServerApp wrote its results on the SuperLink's machine.
+        where = outcome.run_dir or "the run directory the ServerApp logged"
+        print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s; "
+              f"results on the SuperLink's machine in {where}")
+        return 0
+    if outcome.completed:
         summary = json.loads(summary_path.read_text())
         print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
         for key in ("linear-probe-accuracy", "random-init-linear-probe-accuracy",
@@ -167,18 +187,27 @@ def _report(outcome) -> int:
         return 0
     print(f"\nfedssl: run {outcome.run_id or '?'} did not complete: status {outcome.status}"
           f"{': ' + outcome.details if outcome.details else ''}", file=sys.stderr)
-    print(f"fedssl: partial results (if any) in {outcome.run_dir}", file=sys.stderr)
+    if outcome.run_dir:
+        print(f"fedssl: partial results (if any) in {outcome.run_dir}", file=sys.stderr)
     return 1
 
 
 def _federation(args: argparse.Namespace, spec) -> Any:
-    from fedssl.experiments.launcher import Federation
+    from fedssl.experiments.launcher import Federation, RayClusterUnreachable, check_ray_cluster
 
     num = args.num_supernodes or (spec.num_supernodes if spec else None) or 10
     if num < 1:
         raise ConfigError(f"--num-supernodes={num} must be >= 1")
-    return Federation(num_supernodes=num, client_cpus=args.client_cpus,
-                      client_gpus=args.client_gpus)
+    try:
+        federation = Federation(num_supernodes=num, client_cpus=args.client_cpus,
+                                client_gpus=args.client_gpus, ray_address=args.ray_address)
+        # Before any process starts: an unreachable cluster would otherwise surface as a run
+        # that hangs in ray.init for minutes.
+        if federation.ray_address and not getattr(args, "dry_run", False):
+            check_ray_cluster(federation.ray_address)
+    except (ValueError, RayClusterUnreachable) as err:
+        raise ConfigError(str(err)) from None
+    return federation
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:

@@ -5,11 +5,16 @@ daemon that outlives the run and keeps the environment of whoever started it, it
 dependencies into each run unless told not to, and it exits 0 even when the run failed. Here
 each :class:`LocalSuperLink` is our own child process on free ports, started from a neutral
 directory with runtime installation disabled, and the run's real status decides the outcome.
+
+A :class:`Federation` with a ``ray_address`` runs the ClientApps on an existing Ray cluster
+instead of a private local Ray: Flower 1.41 has no federation-config key for a Ray address (its
+``init-args-*`` keys are num-cpus, num-gpus, logging-level and log-to-driver only), but its Ray
+backend calls a bare ``ray.init(...)``, which honours ``RAY_ADDRESS``. So the address goes into
+the SuperLink's environment, which flower-superexec and flwr-simulation inherit.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,24 +30,100 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+from fedssl.experiments.flwr_cli import APP_DIR, FlwrCli, RunOutcome, flwr_bin, free_port
 
-__all__ = ["APP_DIR", "Federation", "LocalSuperLink", "RunOutcome"]
+__all__ = [
+    "APP_DIR", "Federation", "LocalSuperLink", "RayClusterUnreachable", "RunOutcome",
+    "check_ray_cluster", "parse_ray_address",
+]
 
-APP_DIR = Path(__file__).resolve().parents[2]
-PROGRESS = re.compile(r"\[fedssl\] round (\d+)/(\d+)")
-STARTED = re.compile(r"started run (\d+)", re.IGNORECASE)
-# Lines that are noise on every run (see flower.md, pitfall 10).
-NOISE = ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "warnings.warn(")
+
+
+# ``HOST:PORT`` is the head's GCS address (``ray start --head --port``); ``ray://HOST:PORT`` is
+# its Ray Client server (``--ray-client-server-port``, default 10001). Both were run end to end.
+_RAY_ADDRESS = re.compile(
+    r"^(?P<scheme>ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r":(?P<port>[0-9]{1,5})$"
+)
+RAY_ADDRESS_HELP = ("HOST:PORT of the head's GCS (what `ray start --head --port PORT` prints, "
+                    "e.g. 127.0.0.1:6379 or head.example.org:6379) or ray://HOST:PORT of its "
+                    "Ray Client server (e.g. ray://10.0.0.5:10001)")
+
+
+class RayClusterUnreachable(ConnectionError):
+    """Nothing that speaks Ray's gRPC answers at the given address."""
+
+
+def parse_ray_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of a Ray cluster address; ``ValueError`` naming the valid forms.
+
+    Checked before anything starts because a malformed address would otherwise only fail inside
+    flwr-simulation, after the SuperLink, the FAB install and the ServerApp start-up.
+    """
+    match = _RAY_ADDRESS.match(address)
+    port = int(match.group("port")) if match else 0
+    if address == "auto":
+        why = "'auto' would attach to whichever cluster was started last on this machine"
+    elif match and not 0 < port < 65536:
+        why = f"port {port} is outside 1-65535"
+    else:
+        why = "it is not HOST:PORT or ray://HOST:PORT"
+    if not match or not 0 < port < 65536:
+        raise ValueError(f"--ray-address {address!r} is not valid: {why}. "
+                         f"Give the {RAY_ADDRESS_HELP}")
+    return match.group("host").strip("[]"), port
+
+
+def check_ray_cluster(address: str, timeout: float = 10.0) -> None:
+    """Fail fast (``RayClusterUnreachable``) unless a gRPC server answers at ``address``.
+
+    Without this, ``ray.init`` in flwr-simulation retries an unreachable GCS for minutes (seen:
+    over two minutes for a closed port) while the run shows nothing. Ray's GCS and its Ray Client
+    server are both gRPC servers, so an HTTP/2 handshake also rejects a port that is open but
+    belongs to something else.
+    """
+    import grpc
+
+    host, port = parse_ray_address(address)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        flag = "--ray-client-server-port" if address.startswith("ray://") else "--port"
+        raise RayClusterUnreachable(
+            f"no Ray cluster at --ray-address {address}: cannot connect to {target} ({err}). "
+            f"Is the head started (`ray start --head {flag} {port}`), the host name right and "
+            f"the port open from this machine?") from None
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise RayClusterUnreachable(
+            f"--ray-address {address}: {target} accepts connections but no gRPC server "
+            f"answered within {timeout:.0f}s, so it is not a Ray head. Give the "
+            f"{RAY_ADDRESS_HELP}") from None
+    finally:
+        channel.close()
 
 
 @dataclass(frozen=True)
 class Federation:
-    """The simulated federation: how many SuperNodes and what each ClientApp may use."""
+    """The simulated federation: how many SuperNodes and what each ClientApp may use.
+
+    ``ray_address`` (empty: a private local Ray) names an existing Ray cluster; every node of it
+    then hosts as many ClientApp actors as its CPUs / ``client_cpus`` (and GPUs /
+    ``client_gpus``) allow.
+    """
 
     num_supernodes: int = 10
     client_cpus: float = 1.0
     client_gpus: float = 0.0
+    ray_address: str = ""
+
+    def __post_init__(self) -> None:
+        if self.ray_address:
+            parse_ray_address(self.ray_address)
 
     def as_flwr_arg(self) -> str:
         return (f"num-supernodes={self.num_supernodes} "
@@ -50,39 +131,20 @@ class Federation:
                 f"client-resources-num-gpus={self.client_gpus:g}")
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    status: str
-    details: str
-    run_dir: Path
-    wall_time_s: float
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "finished:completed"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _bin(name: str) -> str:
-    # Prefer the executables of the running interpreter's environment over whatever is on PATH.
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
-
-
 class LocalSuperLink:
-    """A simulation SuperLink owned by this process; use as a context manager."""
+    """A simulation SuperLink owned by this process; use as a context manager.
 
-    def __init__(self, startup_timeout: float = 30.0) -> None:
+    ``ray_address`` is the Ray cluster its runs use (empty: a private local Ray). A run whose
+    :class:`Federation` names another one restarts the SuperLink first (see
+    :meth:`_use_ray_address`), so passing the federation's address here only saves that restart.
+    """
+
+    def __init__(self, startup_timeout: float = 30.0, ray_address: str = "") -> None:
         self.home = Path(tempfile.mkdtemp(prefix="fedssl-flwr-"))
-        self.port, self.control_port = _free_port(), _free_port()
+        self.port, self.control_port = free_port(), free_port()
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
+        self.ray_address = ""
         self.env = os.environ | {
             "FLWR_HOME": str(self.home),
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
@@ -95,10 +157,23 @@ class LocalSuperLink:
             f'[superlink]\ndefault = "fedssl"\n\n[superlink.fedssl]\n'
             f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
         )
+        self._set_ray_address(ray_address)
+
+    def _set_ray_address(self, ray_address: str) -> None:
+        # Only an explicit address reaches Ray: a RAY_ADDRESS left in the user's shell must not
+        # silently send the ClientApps to some cluster (Ray's convention would honour it).
+        self.ray_address = ray_address
+        self.env.pop("RAY_ADDRESS", None)
+        if ray_address:
+            self.env["RAY_ADDRESS"] = ray_address
 
     def __enter__(self) -> LocalSuperLink:
+        self._start()
+        return self
+
+    def _start(self) -> None:
         command = [
-            _bin("flower-superlink"), "--insecure", "--simulation",
+            flwr_bin("flower-superlink"), "--insecure", "--simulation",
             "--isolation", "subprocess",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--control-api-address", f"127.0.0.1:{self.control_port}",
@@ -116,7 +191,7 @@ class LocalSuperLink:
                                    f"see {self.home / 'superlink.log'}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.3)
         self.stop()
@@ -125,8 +200,7 @@ class LocalSuperLink:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def stop(self) -> None:
-        """End the SuperLink and the processes it started (its own process group)."""
+    def _end_process(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -135,11 +209,25 @@ class LocalSuperLink:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+
+    def stop(self) -> None:
+        """End the SuperLink and the processes it started (its own process group)."""
+        self._end_process()
         shutil.rmtree(self.home, ignore_errors=True)
 
-    def _flwr(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
-        return subprocess.run([_bin("flwr"), *args], cwd=self.home, env=self.env,
-                              capture_output=True, text=True, **kwargs)
+    def _use_ray_address(self, ray_address: str) -> None:
+        """Restart the SuperLink if the run needs another Ray than the one it was started for.
+
+        flwr-simulation, where Flower calls ``ray.init``, inherits its environment from the
+        SuperLink via flower-superexec, which the SuperLink starts once; so the address can only
+        change with a restart (about a second; pass ``ray_address`` to the constructor to skip).
+        """
+        if ray_address == self.ray_address:
+            return
+        self._set_ray_address(ray_address)
+        if self.process is not None:
+            self._end_process()
+            self._start()
 
     def run(
         self,
@@ -150,39 +238,14 @@ class LocalSuperLink:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> RunOutcome:
         """Submit one run, stream its log, and return its final status."""
-        start = time.perf_counter()
-        overrides = self.home / f"run-config-{time.time_ns()}.toml"
-        overrides.write_text(tomli_w.dumps(run_config))
-        command = [_bin("flwr"), "run", str(APP_DIR), "fedssl", "--stream",
-                   "--run-config", str(overrides), "--federation-config", federation.as_flwr_arg()]
-        with subprocess.Popen(command, cwd=self.home, env=self.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
-            assert proc.stdout is not None
-            run_id = ""
-            for line in proc.stdout:
-                if not run_id and (started := STARTED.search(line)):
-                    run_id = started.group(1)
-                line = line.rstrip("\n")
-                if any(noise in line for noise in NOISE):
-                    continue
-                on_line(line)
-                if on_progress and (match := PROGRESS.search(line)):
-                    on_progress(int(match.group(1)), int(match.group(2)))
-        run_id, status, details = self._run_status(run_id)
-        return RunOutcome(run_id, status, details, Path(run_config["output-dir"]),
-                          time.perf_counter() - start)
-
-    def _run_status(self, run_id: str) -> tuple[str, str, str]:
-        # The SuperLink is ours alone: without a parsed id, the newest run is the one streamed.
-        args = ["--run-id", run_id] if run_id else []
-        result = self._flwr("ls", "fedssl", *args, "--format", "json", timeout=60)
-        try:
-            runs = json.loads(result.stdout).get("runs", [])
-        except json.JSONDecodeError:
-            return "", "unknown", result.stdout + result.stderr
-        if not runs:
-            return "", "unknown", "no run was registered on the SuperLink"
-        run = max(runs, key=lambda r: str(r.get("pending-at", "")))
-        return str(run.get("run-id", "")), str(run.get("status", "unknown")), str(
-            run.get("status-details", "")
-        )
+        if federation.ray_address:
+            try:
+                check_ray_cluster(federation.ray_address)
+            except RayClusterUnreachable as err:
+                return RunOutcome("", "not-started:ray-unreachable", str(err),
+                                  Path(run_config["output-dir"]), 0.0)
+        self._use_ray_address(federation.ray_address)
+        # The SuperLink is ours alone, so its newest run is the one streamed.
+        return FlwrCli(self.env, self.home).run(
+            "fedssl", run_config, federation_config=federation.as_flwr_arg(),
+            on_line=on_line, on_progress=on_progress)

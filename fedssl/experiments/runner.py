@@ -57,7 +57,7 @@ def run_experiment(
         return 0
     root.mkdir(parents=True, exist_ok=True)
     rows = []
-    with LocalSuperLink() as link:
+    with LocalSuperLink(ray_address=federation.ray_address) as link:
         for i, (variant, cfg) in enumerate(zip(variants, configs, strict=True)):
             print(f"\nfedssl: [{i + 1}/{len(variants)}] {variant.name}", flush=True)
             with RoundProgress(cfg.num_server_rounds, quiet=quiet, desc=f"run {i:02d}") as bar:
