@@ -17,12 +17,19 @@ app = ClientApp()
 
 
 @functools.lru_cache(maxsize=4)
-def _config(items: frozenset) -> RunConfig:
-    return RunConfig.from_run_config(dict(items))
+def _config(items: frozenset, node_data_dir: str) -> RunConfig:
+    run_config = dict(items)
+    if node_data_dir:
+        # In deployment every SuperNode keeps its data at its own path
+        # (`fedssl deploy supernode --data-dir`); it wins over the run's data-dir, which
+        # names the path on the SuperLink's machine (central evaluation).
+        run_config["data-dir"] = node_data_dir
+    return RunConfig.from_run_config(run_config)
 
 
 def _setup(context: Context):
-    cfg = _config(frozenset(context.run_config.items()))
+    cfg = _config(frozenset(context.run_config.items()),
+                  str(context.node_config.get("data-dir", "")))
     pid = int(context.node_config["partition-id"])
     num_partitions = int(context.node_config["num-partitions"])
     task = get_task(cfg.task)
