@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_TELEMETRY_ENABLED := 0
 
-.PHONY: setup run test lint bench bench-aggregation bench-repopt bench-audio experiment
+.PHONY: setup run test lint bench bench-aggregation bench-repopt bench-audio bench-deploy experiment
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ bench-repopt: setup
 
 bench-audio: setup
 	$(BIN)/python benchmarks/audio_models.py $(ARGS)
+
+bench-deploy: setup
+	$(BIN)/python benchmarks/deployment.py $(ARGS)
