@@ -140,6 +140,14 @@ def _remove(target: dict[str, Any], keys: list[str]) -> None:
     target.pop(keys[-1], None)
 
 
+def _apply(target: dict[str, Any], update: Any, remove: Any) -> None:
+    """Apply a config or summary record's updates and removals to ``target``."""
+    for item in update:
+        _set(target, _key_path(item), json.loads(item.value_json))
+    for item in remove:
+        _remove(target, _key_path(item))
+
+
 def read_offline_run(path: str | Path) -> OfflineRun:
     """Read the offline W&B run at ``path`` (the newest one if there are several, e.g. after
     a resume: each process writes its own offline directory under the same run id)."""
@@ -164,10 +172,7 @@ def read_offline_run(path: str | Path) -> OfflineRun:
             for item in run.config.update:
                 _set(config, _key_path(item), json.loads(item.value_json))
         elif kind == "config":
-            for item in record.config.update:
-                _set(config, _key_path(item), json.loads(item.value_json))
-            for item in record.config.remove:
-                _remove(config, _key_path(item))
+            _apply(config, record.config.update, record.config.remove)
         elif kind == "history":
             row: dict[str, Any] = {}
             for item in record.history.item:
@@ -176,10 +181,7 @@ def read_offline_run(path: str | Path) -> OfflineRun:
                 row["_step"] = record.history.step.num
             history.append(row)
         elif kind == "summary":
-            for item in record.summary.update:
-                _set(summary, _key_path(item), json.loads(item.value_json))
-            for item in record.summary.remove:
-                _remove(summary, _key_path(item))
+            _apply(summary, record.summary.update, record.summary.remove)
         elif kind == "files":
             files.extend(f.path for f in record.files.files if f.path not in files)
         elif kind == "exit":
