@@ -168,12 +168,13 @@ class LoopbackFederation:
     def wait_online(self, count: int, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         while time.monotonic() < deadline:
-            if sum(n.get("status") == "online" for n in self.nodes()) >= count:
-                return
+            # Processes first: a node that crashed a moment ago still shows as online.
             for pid, process in self.supernodes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"SuperNode {pid} exited with {process.returncode}; "
                                        f"see {self.log_path(f'supernode-{pid}')}")
+            if sum(n.get("status") == "online" for n in self.nodes()) >= count:
+                return
             time.sleep(1.0)
         raise TimeoutError(f"fewer than {count} SuperNodes online after "
                            f"{timeout or self.startup_timeout:.0f}s")
