@@ -237,3 +237,33 @@ def test_a_supernode_data_dir_wins_over_the_run_config(tmp_path):
     items = frozenset((load_defaults() | {"data-dir": "/server/path"}).items())
     assert _config(items, "").data_dir == "/server/path"
     assert _config(items, str(tmp_path)).data_dir == str(tmp_path)
+
+
+def test_roles_exec_flower_secure_by_default_and_warn_when_insecure(creds, tmp_path, capsys,
+                                                                     monkeypatch):
+    import fedssl.deploy.cli as deploy_cli
+
+    executed = []
+    monkeypatch.setattr(deploy_cli.os, "execvpe",
+                        lambda file, argv, env: executed.append((argv, env)))
+    assert main(["deploy", "superlink", "--credentials", str(creds.directory),
+                 "--database", str(tmp_path / "state" / "s.db")]) == 1  # exec did not replace us
+    argv, env = executed.pop()
+    assert argv[0].endswith("flower-superlink") and "--enable-supernode-auth" in argv
+    assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
+    assert (tmp_path / "state").is_dir()  # the database's directory is made
+    assert INSECURE_WARNING not in capsys.readouterr().err
+
+    main(["deploy", "superlink", "--insecure", "--database", str(tmp_path / "s.db")])
+    argv, _ = executed.pop()
+    assert "--insecure" in argv and INSECURE_WARNING in capsys.readouterr().err
+
+    main(["deploy", "supernode", "--superlink", "127.0.0.1:9092", "--insecure",
+          "--partition-id", "0", "--num-partitions", "2", "--data-dir", str(tmp_path)])
+    argv, _ = executed.pop()
+    assert "--insecure" in argv and INSECURE_WARNING in capsys.readouterr().err
+    assert f'data-dir="{tmp_path}"' in argv[argv.index("--node-config") + 1]
+    # Secure is the default: without credentials a SuperNode does not start at all.
+    assert main(["deploy", "supernode", "--superlink", "127.0.0.1:9092",
+                 "--partition-id", "0", "--num-partitions", "2"]) == 2
+    assert "CA certificate" in capsys.readouterr().err and not executed
