@@ -1,10 +1,12 @@
-"""Flower reply messages as a SuperLink would hand them to a strategy (for strategy tests)."""
+"""Flower reply messages as a SuperLink would hand them to a strategy (for strategy tests), and
+a Grid that runs the real ClientApp in this process (for ServerApp tests without processes)."""
 
 import numpy as np
 from flwr.app import (
     Array,
     ArrayRecord,
     ConfigRecord,
+    Context,
     Message,
     MessageType,
     MetricRecord,
@@ -12,6 +14,8 @@ from flwr.app import (
 )
 from flwr.app.error import Error
 from flwr.supercore.task_identity import TaskIdentity
+
+from fedssl.flwr_app import client_app
 
 
 def set_task_identity() -> None:
@@ -51,3 +55,29 @@ class FakeGrid:
 
     def get_node_ids(self):
         return self.node_ids
+
+
+class InProcessGrid:
+    """A Grid whose nodes are the real ClientApp functions, called in this process."""
+
+    def __init__(self, cfg, num_nodes: int) -> None:
+        self.contexts = {
+            1000 + p: Context(run_id=1, node_id=1000 + p, state=RecordDict(),
+                              node_config={"partition-id": p, "num-partitions": num_nodes},
+                              run_config=cfg.to_run_config())
+            for p in range(num_nodes)
+        }
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def send_and_receive(self, messages, timeout=None):
+        handlers = {MessageType.TRAIN: client_app.train, MessageType.EVALUATE: client_app.evaluate,
+                    MessageType.QUERY: client_app.query}
+        replies = []
+        for msg in messages:
+            node = msg.metadata.dst_node_id
+            reply = handlers[msg.metadata.message_type](msg, self.contexts[node])
+            reply.metadata.__dict__["_src_node_id"] = node
+            replies.append(reply)
+        return replies

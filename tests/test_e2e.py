@@ -78,22 +78,10 @@ def test_different_seed_gives_different_model(tmp_path, reference_run):
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
 
 
-def test_resume_ends_with_the_same_model(tmp_path, reference_run):
-    first = fedssl_run(tmp_path, "resumed", "strategy=fedavgm", "seed=3",
-                       "num-server-rounds=1")
-    assert json.loads((first / "summary.json").read_text())["rounds"] == 1
-    fedssl_run(tmp_path, "resumed", "strategy=fedavgm", "seed=3", f"resume-from={first}")
-    assert_same_state(final_state(reference_run), final_state(first))
-    summary = json.loads((first / "summary.json").read_text())
-    assert summary["resumed-after-round"] == 1
-    metrics = pd.read_csv(first / "metrics.csv")
-    train_rows = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
-    assert train_rows.groupby("round").size().to_dict() == {1: 3, 2: 3}
-
-
-@pytest.mark.parametrize("kind", ["raise", "nan", "shape"])
-def test_faulty_client_is_left_out_and_run_continues(tmp_path, kind):
-    run_dir = fedssl_run(tmp_path, kind, "fault-partition=1", f"fault-kind={kind}",
+def test_a_client_that_raises_is_left_out_and_run_continues(tmp_path):
+    # Replies with corrupt arrays (fault-kind nan, shape, keys) take the same path in the
+    # ServerApp; they are tested in process in test_server_in_process.py.
+    run_dir = fedssl_run(tmp_path, "raise", "fault-partition=1", "fault-kind=raise",
                          "num-server-rounds=1", "eval-every=0")
     metrics = pd.read_csv(run_dir / "metrics.csv")
     failures = metrics[(metrics["source"] == "server") & (metrics["metric"] == "failures")]
@@ -160,21 +148,27 @@ LDAWA_YOGI = ["strategy=ldawa", "server-optimizer=fedyogi", "ldawa-warmup-rounds
 
 
 def test_ldawa_with_fedyogi_logs_layer_deltas_and_resumes_exactly(tmp_path):
-    reference = fedssl_run(tmp_path, "ldawa", *LDAWA_YOGI, "num-server-rounds=3")
+    reference = fedssl_run(tmp_path, "ldawa", *LDAWA_YOGI, "num-server-rounds=2")
     metrics = pd.read_csv(reference / "metrics.csv")
     server = metrics[metrics["source"] == "server"]
     mean = server[server["metric"] == "ldawa-delta-mean"]
-    assert list(mean["round"]) == [2, 3]  # round 1 is the FedAvg warm-up
+    assert list(mean["round"]) == [2]  # round 1 is the warm-up (FedYogi alone)
     assert mean["value"].between(-1, 1).all()
     layers = {m.split("/", 1)[1] for m in server["metric"] if m.startswith("ldawa-delta/")}
     state = final_state(reference)
     assert layers == {k for k, v in state.items() if v.ndim > 0}
     assert (reference / "ldawa-delta.png").is_file()
-    # Resume after round 2: FedYogi's moments, held inside L-DAWA, must come back exactly.
-    first = fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=2")
-    fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=3",
+    # Resume after round 1: FedYogi's moments (made in the warm-up round, held inside L-DAWA),
+    # the RNG states and the partition order must all come back for the same model.
+    first = fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=1")
+    assert json.loads((first / "summary.json").read_text())["rounds"] == 1
+    fedssl_run(tmp_path, "ldawa-resumed", *LDAWA_YOGI, "num-server-rounds=2",
                f"resume-from={first}")
     assert_same_state(state, final_state(first))
+    assert json.loads((first / "summary.json").read_text())["resumed-after-round"] == 1
+    resumed = pd.read_csv(first / "metrics.csv")
+    train_rows = resumed[(resumed["source"] == "client") & (resumed["metric"] == "train-loss")]
+    assert train_rows.groupby("round").size().to_dict() == {1: 3, 2: 3}
 
 
 def test_fedvssl_clients_keep_their_heads_between_rounds(tmp_path):

@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from flower_fakes import set_task_identity
-from flwr.app import Context, MessageType, RecordDict
+from flower_fakes import InProcessGrid, set_task_identity
 from matplotlib.figure import Figure
 
 from fedssl.config import RunConfig, load_defaults
-from fedssl.flwr_app import client_app
 from fedssl.flwr_app.server_app import run_federated
 from fedssl.tracking.wandb_offline import find_offline_runs, read_offline_run, read_records
 from fedssl.tracking.wandb_sink import WandbSink, has_stored_api_key, resolve_wandb_mode
@@ -246,32 +244,6 @@ def test_reader_refuses_damaged_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- runs
-class InProcessGrid:
-    """A Grid whose nodes are the real ClientApp functions, called in this process."""
-
-    def __init__(self, cfg: RunConfig, num_nodes: int) -> None:
-        self.contexts = {
-            1000 + p: Context(run_id=1, node_id=1000 + p, state=RecordDict(),
-                              node_config={"partition-id": p, "num-partitions": num_nodes},
-                              run_config=cfg.to_run_config())
-            for p in range(num_nodes)
-        }
-
-    def get_node_ids(self) -> list[int]:
-        return list(self.contexts)
-
-    def send_and_receive(self, messages, timeout=None):
-        handlers = {MessageType.TRAIN: client_app.train, MessageType.EVALUATE: client_app.evaluate,
-                    MessageType.QUERY: client_app.query}
-        replies = []
-        for msg in messages:
-            node = msg.metadata.dst_node_id
-            reply = handlers[msg.metadata.message_type](msg, self.contexts[node])
-            reply.metadata.__dict__["_src_node_id"] = node
-            replies.append(reply)
-        return replies
-
-
 def _tiny_config(run_dir: Path, **overrides) -> RunConfig:
     return RunConfig.from_run_config(load_defaults() | {
         "num-server-rounds": 2, "max-local-steps": 1, "batch-size": 16, "image-size": 16,
