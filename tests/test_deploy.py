@@ -1,5 +1,6 @@
 """fedssl deploy without a federation: credentials, Flower command lines, connections, CLI."""
 
+import os
 import socket
 import ssl
 import stat
@@ -260,9 +261,15 @@ def test_roles_exec_flower_secure_by_default_and_warn_when_insecure(creds, tmp_p
 
     main(["deploy", "supernode", "--superlink", "127.0.0.1:9092", "--insecure",
           "--partition-id", "0", "--num-partitions", "2", "--data-dir", str(tmp_path)])
-    argv, _ = executed.pop()
+    argv, env = executed.pop()
     assert "--insecure" in argv and INSECURE_WARNING in capsys.readouterr().err
     assert f'data-dir="{tmp_path}"' in argv[argv.index("--node-config") + 1]
+    assert "OMP_NUM_THREADS" not in env or env["OMP_NUM_THREADS"] == os.environ.get(
+        "OMP_NUM_THREADS")  # torch's default unless asked
+    main(["deploy", "supernode", "--superlink", "127.0.0.1:9092", "--insecure", "--threads",
+          "1", "--partition-id", "0", "--num-partitions", "2"])
+    _, env = executed.pop()
+    assert env["OMP_NUM_THREADS"] == "1"
     # Secure is the default: without credentials a SuperNode does not start at all.
     assert main(["deploy", "supernode", "--superlink", "127.0.0.1:9092",
                  "--partition-id", "0", "--num-partitions", "2"]) == 2

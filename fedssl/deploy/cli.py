@@ -92,6 +92,10 @@ def add_deploy_parser(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--port", type=int, default=DEFAULT_SUPERNODE_PORT,
                       help=f"the node's local ClientApp API port (default "
                            f"{DEFAULT_SUPERNODE_PORT}; distinct per node on one machine)")
+    node.add_argument("--threads", type=int, default=None,
+                      help="torch/OpenMP threads of each ClientApp process (default: torch's, "
+                           "all cores). 1 reproduces a simulation's numbers exactly: Ray's "
+                           "actors use 1 thread with --client-cpus 1")
     node.add_argument("--max-retries", type=int, default=None,
                       help="give up after this many failed connection attempts (default: never)")
     node.add_argument("--insecure", action="store_true",
@@ -135,11 +139,11 @@ def _credentials(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exec(command: list[str]) -> int:
+def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
     from fedssl.deploy.roles import process_env
 
     print("fedssl deploy: " + " ".join(command), file=sys.stderr, flush=True)
-    os.execvpe(command[0], command, process_env())
+    os.execvpe(command[0], command, env or process_env())
     return 1  # not reached
 
 
@@ -155,15 +159,27 @@ def _superlink(args: argparse.Namespace) -> int:
 
 
 def _supernode(args: argparse.Namespace) -> int:
-    from fedssl.deploy.roles import INSECURE_WARNING, supernode_command
+    from fedssl.deploy.roles import (
+        INSECURE_WARNING,
+        DeployError,
+        process_env,
+        supernode_command,
+    )
 
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
+    env = process_env()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise DeployError(f"--threads={args.threads}; give 1 or more")
+        # Inherited by every flwr-clientapp process the SuperNode starts; torch reads it at
+        # import. Thread count changes float reduction order, hence the exact numbers.
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     return _exec(supernode_command(
         superlink=args.superlink, partition_id=args.partition_id,
         num_partitions=args.num_partitions, ca_cert=args.ca, private_key=args.key,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else "",
-        port=args.port, insecure=args.insecure, max_retries=args.max_retries))
+        port=args.port, insecure=args.insecure, max_retries=args.max_retries), env)
 
 
 def _connect(args: argparse.Namespace) -> int:

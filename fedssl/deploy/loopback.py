@@ -82,6 +82,9 @@ class LoopbackFederation:
         self.num_supernodes = num_supernodes
         self.num_keys = max(num_keys or num_supernodes, num_supernodes)
         self.startup_timeout = startup_timeout
+        # The SuperNodes share this machine's cores: one share each, as Ray's actors in a
+        # simulation would have (1 thread each on 2 cores also gives simulation's numbers).
+        self.client_threads = max(1, (os.cpu_count() or 1) // num_supernodes)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.creds = Credentials(self.root / "credentials", self.num_keys)
@@ -132,6 +135,7 @@ class LoopbackFederation:
             "--key", str(key), "--partition-id", str(partition_id),
             "--num-partitions", str(num_partitions or self.num_supernodes),
             "--port", str(free_port()), "--max-retries", "3",
+            "--threads", str(self.client_threads),
         ], home=home)
         if key_index is None or key_index == partition_id:
             self.supernodes[partition_id] = process
