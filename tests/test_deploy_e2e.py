@@ -9,20 +9,18 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from tiny_runs import TINY_TRAINING
 
-from fedssl.deploy.loopback import CONNECTION, LoopbackFederation
+from fedssl.deploy.loopback import CONNECTION, LoopbackFederation, is_alive
 from fedssl.tracking import load_checkpoint
 from fedssl.tracking.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["max-local-steps=2", "batch-size=32", "eval-every=1", "eval-max-samples=300",
-        "linear-probe=false", "wandb-mode=disabled", "partitioner=iid"]
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +33,8 @@ def federation(tmp_path_factory):
         yield fed
         pids = fed.all_pids()
     assert pids  # the SuperLink and three SuperNodes were running
-    leftover = [pid for pid in pids if _alive(pid)]
+    leftover = [pid for pid in pids if is_alive(pid)]
     assert not leftover, f"processes left running: {leftover}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has ended
 
 
 def follow(process, until: str, timeout: float = 600) -> list[str]:
@@ -74,7 +64,7 @@ def test_a_supernode_with_an_unregistered_key_is_rejected(federation):
 
 def test_a_killed_serverapp_is_resumed_from_its_last_checkpoint(federation):
     run_dir = federation.root / "run-resume"
-    submit = federation.submit("num-server-rounds=2", f"output-dir={run_dir}", *TINY,
+    submit = federation.submit("num-server-rounds=2", f"output-dir={run_dir}", *TINY_TRAINING,
                                quiet=False)
     follow(submit, "[fedssl] round 1/2")
     serverapps = federation.serverapp_pids()
@@ -91,7 +81,7 @@ def test_a_killed_serverapp_is_resumed_from_its_last_checkpoint(federation):
     assert load_checkpoint(run_dir)["round"] == 1
     assert not (run_dir / "summary.json").exists()
 
-    resume = federation.submit("num-server-rounds=2", f"resume-from={run_dir}", *TINY)
+    resume = federation.submit("num-server-rounds=2", f"resume-from={run_dir}", *TINY_TRAINING)
     code, lines = finish(resume)
     assert code == 0, "\n".join(lines[-30:])
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -13,16 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_runs import TINY
 
 from fedssl.cli import main
 
 pytestmark = pytest.mark.e2e
 
-TINY = [
-    "num-server-rounds=2", "max-local-steps=2", "batch-size=32", "eval-every=1",
-    "eval-max-samples=300", "linear-probe=false", "wandb-mode=disabled",
-    "min-train-nodes=2", "min-available-nodes=3", "partitioner=iid",
-]
 
 
 def fedssl_run(tmp_path: Path, name: str, *overrides: str, supernodes: int = 3) -> Path:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_runs import TINY
 
 from fedssl.cli import main
 from fedssl.experiments.launcher import (
@@ -39,12 +40,6 @@ from fedssl.experiments.launcher import (
     parse_ray_address,
 )
 
-# The tiny run of test_e2e.py (kept in step with it by hand).
-TINY = [
-    "num-server-rounds=2", "max-local-steps=2", "batch-size=32", "eval-every=1",
-    "eval-max-samples=300", "linear-probe=false", "wandb-mode=disabled",
-    "min-train-nodes=2", "min-available-nodes=3", "partitioner=iid",
-]
 RAY = str(Path(sys.executable).parent / "ray")
 
 # Run in a fresh interpreter so that this test process never becomes a Ray driver.
@@ -253,10 +248,13 @@ def test_only_an_explicit_address_reaches_the_superlink(monkeypatch):
     link = LocalSuperLink()
     try:
         assert "RAY_ADDRESS" not in link.env  # a stray shell variable is not used
-        link._use_ray_address("127.0.0.1:6379")  # not started: no restart needed
+        with pytest.raises(ValueError, match="ray_address"):  # a run cannot switch clusters
+            link.run({"output-dir": "unused"}, Federation(ray_address="127.0.0.1:6379"))
+    finally:
+        link.stop()
+    link = LocalSuperLink(ray_address="127.0.0.1:6379")
+    try:
         assert link.env["RAY_ADDRESS"] == "127.0.0.1:6379"
-        link._use_ray_address("")
-        assert "RAY_ADDRESS" not in link.env
     finally:
         link.stop()
     assert "init-args" not in Federation(ray_address="127.0.0.1:6379").as_flwr_arg()

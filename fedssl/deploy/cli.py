@@ -140,7 +140,7 @@ def _credentials(args: argparse.Namespace) -> int:
 
 
 def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
-    from fedssl.deploy.roles import process_env
+    from fedssl.experiments.flwr_cli import process_env
 
     print("fedssl deploy: " + " ".join(command), file=sys.stderr, flush=True)
     os.execvpe(command[0], command, env or process_env())
@@ -159,12 +159,8 @@ def _superlink(args: argparse.Namespace) -> int:
 
 
 def _supernode(args: argparse.Namespace) -> int:
-    from fedssl.deploy.roles import (
-        INSECURE_WARNING,
-        DeployError,
-        process_env,
-        supernode_command,
-    )
+    from fedssl.deploy.roles import INSECURE_WARNING, DeployError, supernode_command
+    from fedssl.experiments.flwr_cli import process_env
 
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
@@ -194,8 +190,8 @@ def _connect(args: argparse.Namespace) -> int:
 
 
 def _cli():
-    from fedssl.deploy.roles import flwr_home, process_env
-    from fedssl.experiments.flwr_cli import FlwrCli
+    from fedssl.deploy.roles import flwr_home
+    from fedssl.experiments.flwr_cli import FlwrCli, process_env
 
     home = flwr_home()
     home.mkdir(parents=True, exist_ok=True)

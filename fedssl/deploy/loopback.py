@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -23,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fedssl.deploy.credentials import Credentials
-from fedssl.deploy.roles import process_env
-from fedssl.experiments.flwr_cli import FlwrCli, free_port
+from fedssl.experiments.flwr_cli import FlwrCli, free_port, json_output, process_env
 
-__all__ = ["LoopbackFederation", "free_port", "process_tree"]
+__all__ = ["LoopbackFederation", "is_alive", "process_tree"]
 
 CONNECTION = "loopback"
 
@@ -163,11 +161,7 @@ class LoopbackFederation:
 
     def nodes(self) -> list[dict]:
         result = self.cli("supernode", "ls", CONNECTION, "--format", "json", timeout=60)
-        start = result.stdout.find("{")
-        try:
-            return json.loads(result.stdout[start:]).get("nodes", []) if start >= 0 else []
-        except json.JSONDecodeError:
-            return []
+        return json_output(result.stdout).get("nodes", [])
 
     def wait_online(self, count: int, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.startup_timeout)
@@ -250,7 +244,7 @@ def _kill_group(process: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=20)
     deadline = time.monotonic() + 20
-    while (left := [p for p in tree if _alive(p)]) and time.monotonic() < deadline:
+    while (left := [p for p in tree if is_alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
@@ -260,7 +254,8 @@ def _kill_group(process: subprocess.Popen, sig: int) -> None:
         process.wait()
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie has ended; Linux /proc)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

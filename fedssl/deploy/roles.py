@@ -9,9 +9,7 @@ prints :data:`INSECURE_WARNING`. The verified Flower 1.41 commands these mirror 
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from fedssl.deploy.credentials import Credentials
-from fedssl.experiments.flwr_cli import FlwrCli, flwr_bin
+from fedssl.experiments.flwr_cli import FlwrCli, flwr_bin, json_output
 
 __all__ = [
     "DEFAULT_CONNECTION",
@@ -29,7 +27,6 @@ __all__ = [
     "DeployError",
     "flwr_home",
     "node_config_arg",
-    "process_env",
     "register_supernodes",
     "superlink_command",
     "supernode_command",
@@ -58,21 +55,6 @@ def parse_address(address: str) -> tuple[str, int]:
                           f"{DEFAULT_SUPERLINK_PORT} or superlink.example.org:"
                           f"{DEFAULT_SUPERLINK_PORT}")
     return host.strip("[]"), int(port)
-
-
-def process_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for Flower's processes.
-
-    The SuperLink and SuperNodes start ``flower-superexec``, ``flwr-serverapp`` and
-    ``flwr-clientapp`` by name, so this interpreter's ``bin`` goes first on PATH; runtime
-    dependency installation stays off so the apps use this environment's pinned torch.
-    """
-    env = dict(os.environ if base is None else base)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
-    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def superlink_command(
@@ -206,16 +188,6 @@ def write_connection(
     return path
 
 
-def _json_object(text: str) -> dict:
-    """The JSON object the ``flwr`` CLI prints with ``--format json`` ({} if there is none)."""
-    start = text.find("{")
-    try:
-        payload = json.loads(text[start:]) if start >= 0 else {}
-    except json.JSONDecodeError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
 def register_supernodes(
     cli: FlwrCli, connection: str, public_keys: Iterable[Path]
 ) -> dict[Path, str]:
@@ -230,7 +202,7 @@ def register_supernodes(
         _require_files(key)
         result = cli("supernode", "register", str(key), connection, "--name", key.stem,
                      "--format", "json")
-        payload = _json_object(result.stdout)
+        payload = json_output(result.stdout)
         if payload.get("success"):
             registered[key] = str(payload.get("node-id", ""))
             continue

@@ -9,6 +9,7 @@ private simulation SuperLink (:mod:`fedssl.experiments.launcher`) and for deploy
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -21,7 +22,9 @@ from typing import Any
 
 import tomli_w
 
-__all__ = ["APP_DIR", "FlwrCli", "RunOutcome", "flwr_bin", "free_port"]
+__all__ = [
+    "APP_DIR", "FlwrCli", "RunOutcome", "flwr_bin", "free_port", "json_output", "process_env",
+]
 
 APP_DIR = Path(__file__).resolve().parents[2]
 PROGRESS = re.compile(r"\[fedssl\] round (\d+)/(\d+)")
@@ -37,10 +40,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def process_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for Flower's processes (simulation and deployment alike).
+
+    The SuperLink and SuperNodes start ``flower-superexec``, ``flwr-serverapp``,
+    ``flwr-simulation`` and ``flwr-clientapp`` by name, so this interpreter's ``bin`` goes
+    first on PATH; runtime dependency installation stays off so the apps use this
+    environment's pinned torch.
+    """
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
 def flwr_bin(name: str) -> str:
     """An executable of the running interpreter's environment, before whatever is on PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else name
+
+
+def json_output(text: str) -> dict:
+    """The JSON object the ``flwr`` CLI prints with ``--format json`` ({} if there is none)."""
+    start = text.find("{")
+    try:
+        payload = json.loads(text[start:]) if start >= 0 else {}
+    except json.JSONDecodeError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -114,10 +143,10 @@ class FlwrCli:
         """(run id, status, details) of ``run_id``, or of the newest run when it is empty."""
         args = ["--run-id", run_id] if run_id else []
         result = self("ls", connection, *args, "--format", "json", timeout=60)
-        try:
-            runs = json.loads(result.stdout).get("runs", [])
-        except json.JSONDecodeError:
+        payload = json_output(result.stdout)
+        if not payload:
             return run_id, "unknown", result.stdout + result.stderr
+        runs = payload.get("runs", [])
         if not runs:
             return run_id, "unknown", "no run was registered on the SuperLink"
         run = max(runs, key=lambda r: str(r.get("pending-at", "")))

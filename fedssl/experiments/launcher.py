@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -30,7 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedssl.experiments.flwr_cli import APP_DIR, FlwrCli, RunOutcome, flwr_bin, free_port
+from fedssl.experiments.flwr_cli import (
+    APP_DIR,
+    FlwrCli,
+    RunOutcome,
+    flwr_bin,
+    free_port,
+    process_env,
+)
 
 __all__ = [
     "APP_DIR", "Federation", "LocalSuperLink", "RayClusterUnreachable", "RunOutcome",
@@ -134,9 +140,9 @@ class Federation:
 class LocalSuperLink:
     """A simulation SuperLink owned by this process; use as a context manager.
 
-    ``ray_address`` is the Ray cluster its runs use (empty: a private local Ray). A run whose
-    :class:`Federation` names another one restarts the SuperLink first (see
-    :meth:`_use_ray_address`), so passing the federation's address here only saves that restart.
+    ``ray_address`` is the Ray cluster its runs use (empty: a private local Ray). It goes into
+    the SuperLink's environment, which flower-superexec and flwr-simulation (where Flower
+    calls ``ray.init``) inherit, so it is fixed for the SuperLink's life.
     """
 
     def __init__(self, startup_timeout: float = 30.0, ray_address: str = "") -> None:
@@ -144,34 +150,20 @@ class LocalSuperLink:
         self.port, self.control_port = free_port(), free_port()
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
-        self.ray_address = ""
-        self.env = os.environ | {
-            "FLWR_HOME": str(self.home),
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-            "PYTHONUNBUFFERED": "1",
-            # The SuperLink spawns flower-superexec / flwr-simulation by name.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        self.ray_address = ray_address
+        self.env = process_env() | {"FLWR_HOME": str(self.home),
+                                    "FLWR_DISABLE_UPDATE_CHECK": "1"}
+        # Only an explicit address reaches Ray: a RAY_ADDRESS left in the user's shell must not
+        # silently send the ClientApps to some cluster (Ray's convention would honour it).
+        self.env.pop("RAY_ADDRESS", None)
+        if ray_address:
+            self.env["RAY_ADDRESS"] = ray_address
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "fedssl"\n\n[superlink.fedssl]\n'
             f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
         )
-        self._set_ray_address(ray_address)
-
-    def _set_ray_address(self, ray_address: str) -> None:
-        # Only an explicit address reaches Ray: a RAY_ADDRESS left in the user's shell must not
-        # silently send the ClientApps to some cluster (Ray's convention would honour it).
-        self.ray_address = ray_address
-        self.env.pop("RAY_ADDRESS", None)
-        if ray_address:
-            self.env["RAY_ADDRESS"] = ray_address
 
     def __enter__(self) -> LocalSuperLink:
-        self._start()
-        return self
-
-    def _start(self) -> None:
         command = [
             flwr_bin("flower-superlink"), "--insecure", "--simulation",
             "--isolation", "subprocess",
@@ -191,7 +183,7 @@ class LocalSuperLink:
                                    f"see {self.home / 'superlink.log'}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
-                    return
+                    return self
             except OSError:
                 time.sleep(0.3)
         self.stop()
@@ -200,7 +192,8 @@ class LocalSuperLink:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def _end_process(self) -> None:
+    def stop(self) -> None:
+        """End the SuperLink and the processes it started (its own process group)."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -209,25 +202,7 @@ class LocalSuperLink:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
-
-    def stop(self) -> None:
-        """End the SuperLink and the processes it started (its own process group)."""
-        self._end_process()
         shutil.rmtree(self.home, ignore_errors=True)
-
-    def _use_ray_address(self, ray_address: str) -> None:
-        """Restart the SuperLink if the run needs another Ray than the one it was started for.
-
-        flwr-simulation, where Flower calls ``ray.init``, inherits its environment from the
-        SuperLink via flower-superexec, which the SuperLink starts once; so the address can only
-        change with a restart (about a second; pass ``ray_address`` to the constructor to skip).
-        """
-        if ray_address == self.ray_address:
-            return
-        self._set_ray_address(ray_address)
-        if self.process is not None:
-            self._end_process()
-            self._start()
 
     def run(
         self,
@@ -238,13 +213,16 @@ class LocalSuperLink:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> RunOutcome:
         """Submit one run, stream its log, and return its final status."""
+        if federation.ray_address != self.ray_address:
+            raise ValueError(
+                f"this SuperLink was started for ray_address={self.ray_address!r}, the run asks "
+                f"for {federation.ray_address!r}; start it with LocalSuperLink(ray_address=...)")
         if federation.ray_address:
             try:
                 check_ray_cluster(federation.ray_address)
             except RayClusterUnreachable as err:
                 return RunOutcome("", "not-started:ray-unreachable", str(err),
                                   Path(run_config["output-dir"]), 0.0)
-        self._use_ray_address(federation.ray_address)
         # The SuperLink is ours alone, so its newest run is the one streamed.
         return FlwrCli(self.env, self.home).run(
             "fedssl", run_config, federation_config=federation.as_flwr_arg(),
