@@ -1,0 +1,313 @@
+"""What every clip source shares: layout checks with informative errors, and a clip index.
+
+A source reads its metadata through a :class:`SourceLayout` (the dataset's name and
+expected on-disk layout, quoted by every error) and describes the clips of a split as a
+:class:`ClipIndex`: one row per clip with its file, label id, group key and optional
+``[start, stop)`` frame range. The index then does what all sources do alike: keep a
+class-balanced prefix (:meth:`ClipIndex.balanced`), check the files exist
+(:meth:`ClipIndex.require_files`) and decode the clips into :class:`AudioArrays`
+(:meth:`ClipIndex.decode`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedssl.datasets.audio_base import AudioArrays, fit_length, read_audio
+from fedssl.datasets.base import DatasetNotFoundError
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
+
+# Maps the group keys of the kept clips (in order) to their int64 group ids.
+GroupIds = Callable[[list[Any]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """A dataset's name and expected on-disk layout, and the checks that quote them.
+
+    Every :class:`DatasetNotFoundError` raised here names the dataset, says what was wrong
+    and where, and ends with ``expected layout: <layout>``.
+    """
+
+    name: str
+    layout: str
+
+    def not_found(self, what: str) -> DatasetNotFoundError:
+        """``DatasetNotFoundError("dataset '<name>': <what>; expected layout: <layout>")``."""
+        return DatasetNotFoundError(
+            f"dataset {self.name!r}: {what}; expected layout: {self.layout}"
+        )
+
+    def root_dir(self, root: str | Path) -> Path:
+        """``root`` as a path to an existing folder (``~`` expanded)."""
+        if not str(root):
+            raise DatasetNotFoundError(
+                f"dataset {self.name!r} needs root (got an empty string); expected layout: "
+                f"{self.layout}"
+            )
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise self.not_found(
+                f"root={str(root)!r} is not a directory (looked at {path.resolve()})"
+            )
+        return path
+
+    def require_dir(self, path: Path) -> Path:
+        """``path``, which must be an existing folder."""
+        if not path.is_dir():
+            raise self.not_found(f"folder {path} is missing")
+        return path
+
+    def read_table(
+        self, path: Path, columns: Sequence[str], *, headerless: bool = False
+    ) -> pd.DataFrame:
+        """Read a CSV as strings (no NaN guessing: a YouTube id may well be "nan").
+
+        ``columns`` must all be present; with ``headerless`` they name the file's columns.
+        """
+        if not path.is_file():
+            raise self.not_found(f"metadata file {path} is missing")
+        try:
+            table = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                header=None if headerless else "infer",
+                names=list(columns) if headerless else None,
+                # Without this, rows with one field too many silently shift into the index.
+                index_col=False,
+            )
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"dataset {self.name!r}: cannot parse {path}: {err}") from err
+        table.columns = [str(c).strip() for c in table.columns]
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise self.not_found(f"{path} lacks columns {missing} (has {list(table.columns)})")
+        return table
+
+    def int_column(
+        self, table: pd.DataFrame, column: str, path: Path, valid: range | None = None
+    ) -> np.ndarray:
+        """Column ``column`` of ``table`` (read from ``path``) as ``int64``, within ``valid``."""
+        try:
+            values = pd.to_numeric(table[column].str.strip(), errors="raise")
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"dataset {self.name!r}: column {column!r} of {path} is not numeric: {err}"
+            ) from err
+        out = np.asarray(values, dtype=np.float64)
+        if not np.all(out == np.round(out)):
+            raise ValueError(
+                f"dataset {self.name!r}: column {column!r} of {path} has non-integer values"
+            )
+        out = out.astype(np.int64)
+        if valid is not None and out.size and (out.min() < valid.start or out.max() >= valid.stop):
+            raise ValueError(
+                f"dataset {self.name!r}: column {column!r} of {path} must lie in "
+                f"[{valid.start}, {valid.stop - 1}]; got range [{out.min()}, {out.max()}]"
+            )
+        return out
+
+    def check_split(self, split: str, allowed: tuple[str, ...]) -> None:
+        """Raise ``ValueError`` unless ``split`` is one of ``allowed``."""
+        if split not in allowed:
+            raise ValueError(
+                f"dataset {self.name!r}: split must be one of {allowed}; got {split!r}"
+            )
+
+    def check_fold(self, test_fold: int, folds: int) -> None:
+        """Raise ``ValueError`` unless ``1 <= test_fold <= folds``."""
+        if not 1 <= test_fold <= folds:
+            raise ValueError(
+                f"dataset {self.name!r}: test_fold must be in 1..{folds}; got {test_fold}"
+            )
+
+    def require_files(self, paths: Sequence[Path], listed_in: str) -> None:
+        """Raise unless every one of ``paths`` (listed in the file ``listed_in``) exists."""
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise self.not_found(
+                f"{len(missing)} of {len(paths)} audio files listed in {listed_in} are "
+                f"missing, e.g. {missing[:3]}"
+            )
+
+
+def clip_samples(sample_rate: int, duration: float) -> int:
+    """Samples per clip: ``round(duration * sample_rate)``, at least one."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0 Hz; got {sample_rate}")
+    num = round(duration * sample_rate)
+    if num < 1:
+        raise ValueError(
+            f"duration * sample_rate must give at least one sample; got duration={duration} s "
+            f"at {sample_rate} Hz"
+        )
+    return num
+
+
+def class_names_by_id(ids: np.ndarray, names: pd.Series, num_classes: int) -> tuple[str, ...]:
+    """Names by class id (the first name given to it); an id absent is named by its number."""
+    by_id: dict[int, str] = {}
+    for i, label in zip(ids.tolist(), names.tolist(), strict=True):
+        by_id.setdefault(int(i), str(label).strip())
+    return tuple(by_id.get(i, str(i)) for i in range(num_classes))
+
+
+def balanced_prefix(labels: np.ndarray, max_clips: int) -> np.ndarray:
+    """Positions of the first ``max_clips`` items in class-interleaved order, sorted.
+
+    The order takes the first item of every class (in dataset order), then the second of
+    every class, and so on, so that a small ``max_clips`` still covers every class. The
+    selection for ``k`` clips is contained in the one for ``k + 1``. ``max_clips <= 0`` or
+    ``>= len(labels)`` keeps everything.
+    """
+    if max_clips < 0:
+        raise ValueError(f"max_clips must be >= 0 (0 = all); got {max_clips}")
+    n = len(labels)
+    if max_clips == 0 or max_clips >= n:
+        return np.arange(n, dtype=np.int64)
+    rank = pd.Series(labels).groupby(labels).cumcount().to_numpy()
+    # lexsort sorts by its last key first: rank within class, then position.
+    order = np.lexsort((np.arange(n), rank))
+    return np.sort(order[:max_clips]).astype(np.int64)
+
+
+def dense_ids(keys: Sequence[Any]) -> np.ndarray:
+    """Map keys to ``0..G-1`` by sorted order."""
+    index = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return np.asarray([index[k] for k in keys], dtype=np.int64)
+
+
+def int_ids(keys: Sequence[Any]) -> np.ndarray:
+    """Integer keys (fold numbers, say) as they are."""
+    return np.asarray(keys, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class ClipIndex:
+    """The clips of a dataset split, in dataset order, before any audio is decoded.
+
+    Attributes
+    ----------
+    source : SourceLayout
+        The dataset; its name prefixes the split in :attr:`AudioArrays.name` and its layout
+        ends the errors.
+    clips : pd.DataFrame
+        One row per clip: ``path`` (:class:`Path` of the audio file), ``label`` (class id
+        in ``[0, num_classes)``), optionally ``group`` (a key: speaker, fold, recording,
+        participant) and optionally ``start`` / ``stop`` (the frame range ``[start, stop)``
+        of the clip in the file's own sample rate; the whole file when absent).
+    num_classes : int
+        Number of classes of the dataset.
+    class_names : tuple of str
+        Names by class id (empty: unnamed).
+    listed_in : str
+        Where the clips are listed (a metadata file), for the errors about missing files.
+    group_ids : callable or None
+        Maps the ``group`` keys of the kept clips to ``int64`` ids (``None``: no groups).
+        Applied after any selection, so that ids such as :func:`dense_ids` are numbered
+        within the clips returned.
+    """
+
+    source: SourceLayout
+    clips: pd.DataFrame
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    listed_in: str = ""
+    group_ids: GroupIds | None = None
+
+    @classmethod
+    def of(
+        cls,
+        source: SourceLayout,
+        paths: Sequence[Path],
+        labels: Sequence[int] | np.ndarray,
+        *,
+        num_classes: int,
+        class_names: tuple[str, ...] = (),
+        listed_in: str = "",
+        groups: Sequence[Any] | np.ndarray | None = None,
+        group_ids: GroupIds = int_ids,
+        starts: Sequence[int] | None = None,
+        stops: Sequence[int] | None = None,
+    ) -> ClipIndex:
+        """Index the clips at ``paths``: whole files, or ``[start, stop)`` frame ranges when
+        ``starts`` and ``stops`` are given; ``group_ids`` maps ``groups`` (if any) to ids."""
+        if (starts is None) != (stops is None):
+            raise ValueError("give both starts and stops, or neither")
+        columns: dict[str, Any] = {
+            "path": list(paths),
+            "label": np.asarray(labels, dtype=np.int64),
+        }
+        if groups is not None:
+            columns["group"] = list(groups)
+        if starts is not None and stops is not None:
+            columns["start"] = np.asarray(starts, dtype=np.int64)
+            columns["stop"] = np.asarray(stops, dtype=np.int64)
+        return cls(
+            source=source,
+            clips=pd.DataFrame(columns),
+            num_classes=num_classes,
+            class_names=class_names,
+            listed_in=listed_in,
+            group_ids=None if groups is None else group_ids,
+        )
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def paths(self) -> list[Path]:
+        """The audio file of every clip."""
+        return self.clips["path"].tolist()
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``int64 [N]`` class ids."""
+        return self.clips["label"].to_numpy(dtype=np.int64)
+
+    def take(self, positions: np.ndarray) -> ClipIndex:
+        """The clips at integer ``positions`` or where a boolean mask is true, in that order."""
+        return replace(self, clips=self.clips.iloc[positions])
+
+    def balanced(self, max_clips: int) -> ClipIndex:
+        """The first ``max_clips`` clips in class-interleaved order (see
+        :func:`balanced_prefix`), kept in dataset order; ``0`` keeps all."""
+        return self.take(balanced_prefix(self.labels, max_clips))
+
+    def require_files(self) -> None:
+        """Raise :class:`DatasetNotFoundError` unless every clip's file exists."""
+        self.source.require_files(self.paths, self.listed_in)
+
+    def decode(
+        self, split: str, *, sample_rate: int, num_samples: int, mode: str = "start"
+    ) -> AudioArrays:
+        """Decode every clip to mono ``float32`` at ``sample_rate``, fitted to ``num_samples``
+        (:func:`fit_length` with ``mode``), as ``AudioArrays`` named ``"<source>/<split>"``."""
+        n = len(self.clips)
+        starts = self.clips["start"].tolist() if "start" in self.clips else [0] * n
+        stops = self.clips["stop"].tolist() if "stop" in self.clips else [None] * n
+        # Filled in place: a list of clips plus np.stack would need twice the memory.
+        waveforms = np.zeros((n, num_samples), dtype=np.float32)
+        for i, (path, start, stop) in enumerate(zip(self.paths, starts, stops, strict=True)):
+            clip = read_audio(path, sample_rate=sample_rate, start=start, stop=stop)
+            waveforms[i] = fit_length(clip, num_samples, mode=mode)
+        groups = None
+        if self.group_ids is not None:
+            groups = self.group_ids(self.clips["group"].tolist())
+        return AudioArrays(
+            waveforms=waveforms,
+            labels=self.labels,
+            num_classes=self.num_classes,
+            sample_rate=sample_rate,
+            name=f"{self.source.name}/{split}",
+            groups=groups,
+            class_names=self.class_names,
+        )
