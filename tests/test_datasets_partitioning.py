@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,12 @@ from fedssl.datasets import (
     paper_dirichlet_split,
     partition_indices,
     plot_class_histograms,
+)
+from fedssl.datasets.partitioners import (
+    PARTITIONER_REGISTRY,
+    check_partitioner,
+    partition_with,
+    partitioner_config_keys,
 )
 
 # 10 balanced classes of 60 samples, interleaved as in a shuffled dataset.
@@ -149,3 +156,76 @@ def test_histograms_and_plot(tmp_path: Path) -> None:
     )
     plot_class_histograms(many, tmp_path / "many.png")  # > 20 classes: no legend, no error
     assert (tmp_path / "many.png").stat().st_size > 0
+
+
+def _default_run_config() -> dict:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with pyproject.open("rb") as f:
+        return tomllib.load(f)["tool"]["flwr"]["app"]["config"]
+
+
+def test_registry_holds_partitioners_with_run_config_params() -> None:
+    run_config = _default_run_config()
+    assert PARTITIONER_REGISTRY.names() == PARTITIONERS
+    assert PARTITIONER_REGISTRY.names(needs_groups=True) == ("group",)
+    for name in PARTITIONER_REGISTRY:
+        keys = partitioner_config_keys(name)
+        assert set(keys) <= run_config.keys(), (name, keys)
+    assert partitioner_config_keys("dirichlet") == ("dirichlet-alpha",)
+    assert partitioner_config_keys("paper-dirichlet") == ("dirichlet-alpha",)
+    assert partitioner_config_keys("shard") == ("classes-per-client",)
+    assert partitioner_config_keys("iid") == partitioner_config_keys("group") == ()
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_partition_with_reads_run_config() -> None:
+    run_config = {**_default_run_config(), "dirichlet-alpha": 0.3, "classes-per-client": 3}
+    for method in ("paper-dirichlet", "dirichlet"):
+        got = partition_with(method, LABELS, 5, seed=4, run_config=run_config)
+        assert _same(got, partition_indices(LABELS, 5, method=method, alpha=0.3, seed=4))
+        assert not _same(got, partition_indices(LABELS, 5, method=method, alpha=1.0, seed=4))
+    got = partition_with("shard", LABELS, 10, seed=4, run_config=run_config)
+    assert _same(
+        got, partition_indices(LABELS, 10, method="shard", classes_per_partition=3, seed=4)
+    )
+    assert ((class_histograms(LABELS, got, 10) > 0).sum(axis=1) == 3).all()
+    # iid reads nothing: an empty run config is enough.
+    assert _same(
+        partition_with("iid", LABELS, 4, seed=2, run_config={}),
+        partition_indices(LABELS, 4, method="iid", seed=2),
+    )
+    groups = np.arange(len(LABELS)) % 12
+    assert _same(
+        partition_with("group", LABELS, 3, seed=1, groups=groups, run_config={}),
+        partition_indices(LABELS, 3, method="group", seed=1, groups=groups),
+    )
+    with pytest.raises(ValueError, match="'dirichlet-alpha'"):
+        partition_with("dirichlet", LABELS, 5, seed=0, run_config={})
+    with pytest.raises(ValueError, match="alpha must be > 0 for method 'paper-dirichlet'"):
+        partition_with("paper-dirichlet", LABELS, 5, seed=0, run_config={"dirichlet-alpha": 0})
+
+
+def test_unknown_partitioner_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match="'quantity'") as err:
+        partition_with("quantity", LABELS, 2, seed=0, run_config={})
+    assert all(repr(name) in str(err.value) for name in PARTITIONERS)
+    with pytest.raises(ValueError, match="valid names"):
+        partitioner_config_keys("quantity")
+    with pytest.raises(ValueError, match="valid names"):
+        check_partitioner("quantity", has_groups=True)
+
+
+def test_check_partitioner_needs_groups() -> None:
+    for name in PARTITIONERS:
+        check_partitioner(name, has_groups=True)
+    for name in ("iid", "dirichlet", "shard", "paper-dirichlet"):
+        check_partitioner(name, has_groups=False)
+    with pytest.raises(ValueError) as err:
+        check_partitioner("group", has_groups=False)
+    assert str(err.value) == (
+        "partitioner='group' splits by speaker/recording, which only the audio datasets "
+        "have; use iid, dirichlet, shard or paper-dirichlet"
+    )

@@ -1,0 +1,36 @@
+"""Partitioners of a dataset across federated clients, one module each, in a tagged registry.
+
+Each module registers a ``split(labels, num_partitions, *, seed, groups, **params)`` in
+:data:`PARTITIONER_REGISTRY` (see :mod:`.base` for the tags). Registration order is the order
+of the imports below, which is the order of ``PARTITIONERS`` and of error messages.
+"""
+
+# Registration order is PARTITIONERS' order, so these stay in this order, not sorted.
+# isort: off
+from fedssl.datasets.partitioners import iid, dirichlet, shard, paper_dirichlet, group
+# isort: on
+from fedssl.datasets.partitioners.api import (
+    check_partitioner,
+    partition_with,
+    partitioner_config_keys,
+    partitioner_params,
+)
+from fedssl.datasets.partitioners.base import PARTITIONER_REGISTRY, PartitionFn
+from fedssl.datasets.partitioners.group import group_split
+from fedssl.datasets.partitioners.paper_dirichlet import paper_dirichlet_split
+
+__all__ = [
+    "PARTITIONER_REGISTRY",
+    "PartitionFn",
+    "check_partitioner",
+    "dirichlet",
+    "group",
+    "group_split",
+    "iid",
+    "paper_dirichlet",
+    "paper_dirichlet_split",
+    "partition_with",
+    "partitioner_config_keys",
+    "partitioner_params",
+    "shard",
+]

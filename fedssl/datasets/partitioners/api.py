@@ -1,0 +1,98 @@
+"""Running a registered partitioner by name, with its parameters taken from a run config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fedssl.datasets.partitioners.base import PARTITIONER_REGISTRY
+
+__all__ = ["check_partitioner", "partition_with", "partitioner_config_keys"]
+
+
+def partitioner_params(name: str) -> dict[str, str]:
+    """``{argument name: run-config key}`` of the parameters partitioner ``name`` takes.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``; the message lists the valid ones.
+    """
+    return dict(PARTITIONER_REGISTRY.tags(name)["params"])
+
+
+def partitioner_config_keys(name: str) -> tuple[str, ...]:
+    """The run-config keys partitioner ``name`` reads, e.g. ``("dirichlet-alpha",)``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``; the message lists the valid ones.
+    """
+    return tuple(partitioner_params(name).values())
+
+
+def partition_with(
+    name: str,
+    labels: np.ndarray,
+    num_partitions: int,
+    *,
+    seed: int,
+    groups: np.ndarray | None = None,
+    run_config: Mapping[str, Any],
+) -> list[np.ndarray]:
+    """Split ``labels`` with partitioner ``name``, its parameters read from ``run_config``.
+
+    Parameters
+    ----------
+    name : str
+        A registered partitioner (:data:`PARTITIONER_REGISTRY`).
+    labels : np.ndarray
+        1-D integer class labels.
+    num_partitions : int
+        Number of clients.
+    seed : int
+        Seed of all randomness.
+    groups : np.ndarray, optional
+        Group id per sample, for partitioners registered with ``needs_groups=True``.
+    run_config : Mapping[str, Any]
+        The flat kebab-case run config (``{"dirichlet-alpha": 1.0, ...}``); only the keys
+        :func:`partitioner_config_keys` names are read.
+
+    Returns
+    -------
+    list[np.ndarray]
+        Sorted ``int64`` index arrays into ``labels``, one per partition.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name`` (the message lists the valid ones), a key it reads missing from
+        ``run_config``, or arguments the partitioner rejects.
+    """
+    split = PARTITIONER_REGISTRY.get(name)
+    params = {}
+    for arg, key in partitioner_params(name).items():
+        if key not in run_config:
+            raise ValueError(f"partitioner {name!r} reads run-config key {key!r}, "
+                             "which the run config lacks")
+        params[arg] = run_config[key]
+    return split(labels, num_partitions, seed=seed, groups=groups, **params)
+
+
+def check_partitioner(name: str, *, has_groups: bool) -> None:
+    """Check that partitioner ``name`` exists and fits data with or without group ids.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name`` (the message lists the valid ones), or one that needs groups
+        (speakers, recordings) on data without them.
+    """
+    if PARTITIONER_REGISTRY.tags(name).get("needs_groups") and not has_groups:
+        others = PARTITIONER_REGISTRY.names(needs_groups=False)
+        usable = f"{', '.join(others[:-1])} or {others[-1]}" if len(others) > 1 else others[0]
+        raise ValueError(f"partitioner={name!r} splits by speaker/recording, which only the "
+                         f"audio datasets have; use {usable}")
