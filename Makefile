@@ -24,8 +24,10 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# ruff, then the import contracts of docs/architecture.md ([tool.importlinter] in pyproject).
 lint: setup
 	$(BIN)/ruff check fedssl tests benchmarks
+	$(BIN)/lint-imports
 
 experiment: setup
 	$(BIN)/fedssl experiment experiments/image_ssl_methods.toml $(ARGS)

@@ -22,10 +22,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedssl.cli import resolve_config
 from fedssl.clients import get_task
 from fedssl.config import parse_overrides
-from fedssl.experiments.launcher import Federation, LocalSuperLink
+from fedssl.launch import Federation, LocalSuperLink, resolve_config
 
 
 def simulate(cfg, federation: Federation) -> tuple[float, pd.DataFrame]:

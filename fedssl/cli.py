@@ -4,42 +4,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from fedssl.config import ConfigError, RunConfig, load_defaults, parse_overrides
+from fedssl.config import ConfigError, parse_overrides
+from fedssl.launch import (
+    Federation,
+    LocalSuperLink,
+    RayClusterUnreachable,
+    RoundProgress,
+    check_ray_cluster,
+    report_outcome,
+    resolve_config,
+)
 
-__all__ = ["main", "resolve_config"]
-
-
-def resolve_config(
-    base: dict[str, Any], overrides: dict[str, Any], *, default_root: Path
-) -> RunConfig:
-    """Defaults <- ``base`` <- ``overrides``, validated, with an absolute ``output-dir``."""
-    merged = load_defaults() | base | overrides
-    cfg = RunConfig.from_run_config(merged)  # validates: raises ConfigError before any process
-    if cfg.resume_from:
-        cfg = cfg.replace(resume_from=str(Path(cfg.resume_from).resolve()))
-        from fedssl.tracking import load_checkpoint
-
-        done = load_checkpoint(cfg.resume_from)["round"]
-        if done >= cfg.num_server_rounds:
-            raise ConfigError(
-                f"resume-from={cfg.resume_from!r} already finished {done} rounds and "
-                f"num-server-rounds={cfg.num_server_rounds}; set num-server-rounds above "
-                f"{done} to continue it"
-            )
-    if cfg.repopt_scales:
-        # The ServerApp runs in another working directory.
-        cfg = cfg.replace(repopt_scales=str(Path(cfg.repopt_scales).resolve()))
-    if not cfg.output_dir:
-        if cfg.resume_from:
-            return cfg.replace(output_dir=cfg.resume_from)
-        name = cfg.run_name or cfg.default_run_name()
-        cfg = cfg.replace(output_dir=str((default_root / name).resolve()), run_name=name)
-    return cfg.replace(output_dir=str(Path(cfg.output_dir).resolve()))
+__all__ = ["main"]
 
 
 def _federation_args(parser: argparse.ArgumentParser) -> None:
@@ -153,9 +132,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(base, parse_overrides(args.overrides), default_root=args.runs_dir)
     federation = _federation(args, spec)
 
-    from fedssl.experiments.launcher import LocalSuperLink
-    from fedssl.experiments.progress import RoundProgress
-
     print(f"fedssl: run directory {cfg.output_dir}", flush=True)
     with (LocalSuperLink(ray_address=federation.ray_address) as link,
           RoundProgress(cfg.num_server_rounds, quiet=args.quiet) as bar):
@@ -164,37 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return report_outcome(outcome)
 
 
-def report_outcome(outcome) -> int:
-    """Print a finished run's headline results (exit code 0) or why it failed (1)."""
-    summary_path = outcome.run_dir / "summary.json" if outcome.run_dir else None
-    if outcome.completed and (summary_path is None or not summary_path.exists()):
-        # Deployment: the ServerApp wrote its results on the SuperLink's machine.
-        where = outcome.run_dir or "the run directory the ServerApp logged"
-        print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s; "
-              f"results on the SuperLink's machine in {where}")
-        return 0
-    if outcome.completed:
-        summary = json.loads(summary_path.read_text())
-        print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
-        for key in ("linear-probe-accuracy", "random-init-linear-probe-accuracy",
-                    "raw-pixel-linear-probe-accuracy", "knn-accuracy",
-                    "random-init-knn-accuracy", "test-accuracy", "random-init-test-accuracy",
-                    "reparameterized-test-accuracy", "total-failures"):
-            if key in summary:
-                print(f"  {key:36s} {summary[key]:.4f}" if isinstance(summary[key], float)
-                      else f"  {key:36s} {summary[key]}")
-        print(f"fedssl: results in {outcome.run_dir}")
-        return 0
-    print(f"\nfedssl: run {outcome.run_id or '?'} did not complete: status {outcome.status}"
-          f"{': ' + outcome.details if outcome.details else ''}", file=sys.stderr)
-    if outcome.run_dir:
-        print(f"fedssl: partial results (if any) in {outcome.run_dir}", file=sys.stderr)
-    return 1
-
-
-def _federation(args: argparse.Namespace, spec) -> Any:
-    from fedssl.experiments.launcher import Federation, RayClusterUnreachable, check_ray_cluster
-
+def _federation(args: argparse.Namespace, spec) -> Federation:
     num = args.num_supernodes or (spec.num_supernodes if spec else None) or 10
     if num < 1:
         raise ConfigError(f"--num-supernodes={num} must be >= 1")

@@ -1,9 +1,13 @@
-"""The run config: every key of ``[tool.flwr.app.config]``, typed and validated in one place.
+"""The run config schema: every key of ``[tool.flwr.app.config]`` with its type, bounds and
+default, in one place.
 
 Flower hands both apps a flat ``dict[str, int | float | bool | str]`` (``context.run_config``).
-:class:`RunConfig` turns it into a frozen dataclass. Invalid values raise :class:`ConfigError`
-naming the key, the bad value and what is valid, so that ``fedssl run`` can refuse a run
-before any SuperLink or Ray process starts.
+:class:`RunConfig` turns it into a frozen dataclass and checks each value on its own (type,
+bounds, fixed choices). It knows no registry: whether a name exists (a strategy, a model, a
+dataset) and whether the parts fit together is asked of the parts themselves by
+:func:`fedssl.compose.validate`. Invalid values raise :class:`ConfigError` naming the key, the
+bad value and what is valid, so that ``fedssl run`` can refuse a run before any SuperLink or
+Ray process starts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "PYPROJECT",
     "ConfigError",
     "RunConfig",
+    "check_local_paths",
     "load_defaults",
     "parse_overrides",
     "paths_elsewhere",
@@ -54,6 +59,11 @@ def paths_elsewhere() -> Iterator[None]:
         _CHECK_LOCAL_PATHS.reset(token)
 
 
+def check_local_paths() -> bool:
+    """Whether paths in a config name files on this machine (see :func:`paths_elsewhere`)."""
+    return _CHECK_LOCAL_PATHS.get()
+
+
 def _key(default: Any, doc: str, **rules: Any) -> Any:
     return field(default=default, metadata={"doc": doc, **rules})
 
@@ -63,21 +73,21 @@ class RunConfig:
     """Typed view of the run config. Field ``foo_bar`` is the TOML key ``foo-bar``."""
 
     # --- the run
-    task: str = _key("image-ssl", "client task (what clients train)", choices="tasks")
+    task: str = _key("image-ssl", "client task (what clients train)", registry="tasks")
     num_server_rounds: int = _key(8, "federated rounds", min=1)
     seed: int = _key(0, "one seed for partitioning, sampling, init and augmentation", min=0)
     output_dir: str = _key("", "absolute run directory; empty: ~/fedssl-runs/<run-name>")
     run_name: str = _key("", "run name (W&B name too); empty: <dataset>-<ssl-method>-<time>")
     resume_from: str = _key("", "run directory whose checkpoint the run continues from")
     # --- server
-    strategy: str = _key("fedavg", "Flower aggregation strategy", choices="strategies")
+    strategy: str = _key("fedavg", "Flower aggregation strategy", registry="strategies")
     fraction_train: float = _key(1.0, "fraction of nodes sampled per round", gt=0.0, max=1.0)
     fraction_evaluate: float = _key(0.0, "fraction of nodes for federated eval", min=0.0, max=1.0)
     min_train_nodes: int = _key(2, "fewest replies a round needs to update the model", min=1)
     min_available_nodes: int = _key(2, "nodes to wait for before a round starts", min=1)
     round_timeout: float = _key(3600.0, "seconds to wait for the replies of a round", gt=0.0)
     server_optimizer: str = _key(
-        "none", "server optimiser after ldawa/fedvssl's combination", choices="optimizers"
+        "none", "server optimiser after ldawa/fedvssl's combination", registry="server optimizers"
     )
     server_lr: float = _key(1.0, "FedAvgM server learning rate", gt=0.0)
     server_momentum: float = _key(0.9, "FedAvgM server momentum", min=0.0, lt=1.0)
@@ -91,15 +101,15 @@ class RunConfig:
     ldawa_warmup_rounds: int = _key(2, "L-DAWA: rounds of plain FedAvg first", min=0)
     ldawa_weighting: str = _key(
         "uniform", "L-DAWA client weights: uniform (authors) or num-examples",
-        choices="ldawa-weightings",
+        part="ldawa",
     )
     fedvssl_alpha: float = _key(0.9, "FedVSSL: share of the loss-based aggregate", min=0.0, max=1.0)
     fedvssl_beta: float = _key(1.0, "FedVSSL: smoothing with the last global", min=0.0, max=1.0)
     # --- model and SSL method
     model: str = _key("small-cnn", "backbone (image-ssl, audio-ssl) or network "
-                      "(image-classification)", choices="models")
+                      "(image-classification)", registry="models")
     ssl_method: str = _key("simclr", "self-supervised method (lightly), or clip-order (audio)",
-                           choices="ssl")
+                           registry="SSL methods")
     projection_dim: int = _key(128, "projection head output size", min=1)
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
     temperature: float = _key(0.1, "SimCLR NT-Xent temperature", gt=0.0)
@@ -120,7 +130,8 @@ class RunConfig:
     spec_freq_width: int = _key(16, "SpecAugment: widest mel mask in bands (0: off)", min=0)
     # --- supervised classification (task=image-classification) and FedRepOpt
     repopt_mode: str = _key(
-        "target", "RepOpt model mode: rep (Tr), csla, hs, target (plain)", choices="repopt-modes"
+        "target", "RepOpt model mode: rep (Tr), csla, hs, target (plain)",
+        part="image-classification",
     )
     repopt_scales: str = _key(
         "", "hyper-search scales file (fedssl hyper-search): target init and FedRepOpt masks"
@@ -129,11 +140,11 @@ class RunConfig:
     augment: str = _key("crop", "supervised augmentation", choices=AUGMENTS)
     # --- data
     dataset: str = _key("embedded-digits", "dataset (image, or audio for audio-ssl)",
-                        choices="datasets")
+                        registry="datasets")
     data_dir: str = _key("", "dataset directory (real datasets)")
     hf_dataset: str = _key("", "Hugging Face dataset id (dataset=hf)")
     image_size: int = _key(32, "image side in pixels", min=8, max=512)
-    partitioner: str = _key("dirichlet", "how data is split over clients", choices="partitioners")
+    partitioner: str = _key("dirichlet", "how data is split over clients", registry="partitioners")
     dirichlet_alpha: float = _key(
         1.0, "Dirichlet concentration (dirichlet, paper-dirichlet)", gt=0.0
     )
@@ -174,100 +185,12 @@ class RunConfig:
                 f"min-available-nodes={self.min_available_nodes} is below "
                 f"min-train-nodes={self.min_train_nodes}; set it to at least that"
             )
-        from fedssl.strategies.registry import ACCEPTS_SERVER_OPTIMIZER
-
-        if self.server_optimizer != "none" and self.strategy not in ACCEPTS_SERVER_OPTIMIZER:
-            raise ConfigError(
-                f"server-optimizer={self.server_optimizer!r} applies to the strategies "
-                f"{', '.join(ACCEPTS_SERVER_OPTIMIZER)}, not strategy={self.strategy!r}; "
-                "Flower's optimisers are strategies of their own (e.g. strategy=fedyogi)"
-            )
-        self._check_task_and_model()
-        self._check_modality()
-        local = _CHECK_LOCAL_PATHS.get()
-        if local and self.dataset in ("cifar10", "cifar100", "tiny-imagenet", "imagefolder", "hf"):
-            from fedssl.datasets import DatasetNotFoundError, check_dataset
-
-            try:
-                check_dataset(self.dataset, data_dir=self.data_dir, hf_dataset=self.hf_dataset)
-            except DatasetNotFoundError as err:
-                raise ConfigError(f"data-dir={self.data_dir!r}: {err}") from None
-            except ValueError as err:
-                raise ConfigError(f"dataset={self.dataset!r}: {err}") from None
-        if local and self.resume_from and not (Path(self.resume_from) / "checkpoint.pt").is_file():
+        if (check_local_paths() and self.resume_from
+                and not (Path(self.resume_from) / "checkpoint.pt").is_file()):
             raise ConfigError(
                 f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
                 "give the run directory of an earlier run"
             )
-
-    def _check_modality(self) -> None:
-        """Audio tasks need audio data and an audio backbone, image tasks image ones."""
-        from fedssl.clients.audio_ssl import PREDICTIVE_METHODS
-        from fedssl.datasets import DATASETS
-        from fedssl.datasets.audio_loader import AUDIO_DATASETS, check_audio_dataset
-        from fedssl.models import BACKBONES
-        from fedssl.models.audio_backbones import AUDIO_BACKBONES
-
-        audio = self.task == "audio-ssl"
-        wrong = []
-        if audio and self.dataset not in AUDIO_DATASETS:
-            wrong.append(f"dataset={self.dataset!r} (needs one of {', '.join(AUDIO_DATASETS)})")
-        if not audio and self.dataset not in DATASETS:
-            wrong.append(f"dataset={self.dataset!r} is audio (needs task=audio-ssl)")
-        if audio and self.model not in AUDIO_BACKBONES:
-            wrong.append(f"model={self.model!r} (needs one of {', '.join(AUDIO_BACKBONES)})")
-        if not audio and self.model in AUDIO_BACKBONES and self.model not in BACKBONES:
-            wrong.append(f"model={self.model!r} is an audio backbone (needs task=audio-ssl)")
-        if not audio and self.ssl_method in PREDICTIVE_METHODS:
-            wrong.append(f"ssl-method={self.ssl_method!r} is audio clip-order prediction "
-                         "(needs task=audio-ssl)")
-        if wrong:
-            raise ConfigError(f"task={self.task!r} does not fit: " + "; ".join(wrong))
-        if self.partitioner == "group" and not audio:
-            raise ConfigError("partitioner='group' splits by speaker/recording, which only the "
-                              "audio datasets have; use iid, dirichlet, shard or paper-dirichlet")
-        if audio and self.dataset != "spoken-digits" and _CHECK_LOCAL_PATHS.get():
-            from fedssl.datasets import DatasetNotFoundError
-
-            try:
-                check_audio_dataset(self.dataset, data_dir=self.data_dir)
-            except DatasetNotFoundError as err:
-                raise ConfigError(f"data-dir={self.data_dir!r}: {err}") from None
-
-    def _check_task_and_model(self) -> None:
-        from fedssl.models.repopt import REPOPT_MODELS
-
-        repopt = self.model in REPOPT_MODELS
-        if self.task == "image-ssl" and repopt:
-            raise ConfigError(
-                f"model={self.model!r} is a RepOpt classifier; use task=image-classification, "
-                "or a backbone for task=image-ssl"
-            )
-        if self.strategy == "fedrepopt":
-            wrong = []
-            if self.task != "image-classification":
-                wrong.append(f"task={self.task!r} (needs image-classification)")
-            if not repopt:
-                wrong.append(f"model={self.model!r} (needs one of {', '.join(REPOPT_MODELS)})")
-            if self.repopt_mode != "target":
-                wrong.append(f"repopt-mode={self.repopt_mode!r} (needs target)")
-            if not self.repopt_scales:
-                wrong.append("repopt-scales='' (needs the file `fedssl hyper-search` writes)")
-            if wrong:
-                raise ConfigError("strategy=fedrepopt trains a plain RepOpt model with masked "
-                                  "gradients; fix: " + "; ".join(wrong))
-        if self.repopt_scales:
-            if not (repopt and self.repopt_mode == "target"):
-                raise ConfigError(
-                    f"repopt-scales={self.repopt_scales!r} initialises a plain RepOpt model; it "
-                    f"needs a RepOpt model with repopt-mode=target, got model={self.model!r}, "
-                    f"repopt-mode={self.repopt_mode!r}"
-                )
-            if _CHECK_LOCAL_PATHS.get() and not Path(self.repopt_scales).is_file():
-                raise ConfigError(
-                    f"repopt-scales={self.repopt_scales!r}: no such file; write one with "
-                    f"`fedssl hyper-search --model {self.model} --out FILE`"
-                )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -287,11 +210,11 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
-    def default_run_name(self) -> str:
-        """``<dataset>-<ssl-method or model>-<strategy>-<timestamp>``, used when run-name is
-        empty (the SSL method names an image-ssl run, the network a classification run)."""
+    def default_run_name(self, what: str) -> str:
+        """``<dataset>-<what>-<strategy>-<timestamp>``, used when run-name is empty; ``what``
+        is the task's word for the run (the SSL method of an SSL run, the network of a
+        classification run: :meth:`fedssl.clients.ClientTask.run_name`)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        what = self.ssl_method if self.task in ("image-ssl", "audio-ssl") else self.model
         return f"{self.dataset}-{what}-{self.strategy}-{stamp}"
 
     @property
@@ -301,53 +224,6 @@ class RunConfig:
 
 def _toml_key(name: str) -> str:
     return name.replace("_", "-")
-
-
-def _choices(kind: str | tuple[str, ...]) -> tuple[str, ...]:
-    # Registries are imported lazily: they pull in torch and flwr.
-    if isinstance(kind, tuple):
-        return kind
-    if kind == "strategies":
-        from fedssl.strategies import STRATEGIES
-
-        return tuple(STRATEGIES)
-    if kind == "optimizers":
-        from fedssl.strategies.registry import SERVER_OPTIMIZERS
-
-        return tuple(SERVER_OPTIMIZERS)
-    if kind == "ldawa-weightings":
-        from fedssl.strategies.ldawa import LDAWA_WEIGHTINGS
-
-        return LDAWA_WEIGHTINGS
-    if kind == "models":
-        from fedssl.models import BACKBONES
-        from fedssl.models.audio_backbones import AUDIO_BACKBONES
-        from fedssl.models.repopt import REPOPT_MODELS
-
-        return tuple(dict.fromkeys((*BACKBONES, *REPOPT_MODELS, *AUDIO_BACKBONES)))
-    if kind == "repopt-modes":
-        from fedssl.models.repopt import REPOPT_MODES
-
-        return REPOPT_MODES
-    if kind == "ssl":
-        from fedssl.clients.audio_ssl import PREDICTIVE_METHODS
-        from fedssl.models import SSL_METHODS
-
-        return (*SSL_METHODS, *PREDICTIVE_METHODS)
-    if kind == "datasets":
-        from fedssl.datasets import DATASETS
-        from fedssl.datasets.audio_loader import AUDIO_DATASETS
-
-        return (*DATASETS, *AUDIO_DATASETS)
-    if kind == "partitioners":
-        from fedssl.datasets import PARTITIONERS
-
-        return tuple(PARTITIONERS)
-    if kind == "tasks":
-        from fedssl.clients import TASKS
-
-        return tuple(TASKS)
-    raise KeyError(kind)
 
 
 def _coerce(key: str, value: Any, f: dataclasses.Field) -> Any:
@@ -367,7 +243,7 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={value!r} is not a finite number")
     if "choices" in rules:
-        valid = _choices(rules["choices"])
+        valid = rules["choices"]
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
     bounds = [

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from fedssl.clients import get_task
+from fedssl.clients import RoundInstructions, get_task
 from fedssl.clients.evaluation import retrieval_recall
+from fedssl.compose import validate
 from fedssl.config import ConfigError, RunConfig
 from fedssl.datasets.partitioning import group_split, partition_indices
 from fedssl.datasets.spoken_digits import (
@@ -199,17 +200,17 @@ def test_each_audio_ssl_loss_decreases_on_a_few_steps(digits, method):
 
 # ---------------------------------------------------------------- config and task
 def test_config_refuses_mixed_modalities():
-    RunConfig(**AUDIO, ssl_method="clip-order", partitioner="group")
+    validate(RunConfig(**AUDIO, ssl_method="clip-order", partitioner="group"))
     with pytest.raises(ConfigError, match="needs one of spoken-digits"):
-        RunConfig(task="audio-ssl", model="audio-inceptionnext-tiny")
+        validate(RunConfig(task="audio-ssl", model="audio-inceptionnext-tiny"))
     with pytest.raises(ConfigError, match="audio backbone"):
-        RunConfig(model="audio-rep-inceptionnext-tiny")
+        validate(RunConfig(model="audio-rep-inceptionnext-tiny"))
     with pytest.raises(ConfigError, match="clip-order"):
-        RunConfig(ssl_method="clip-order")
+        validate(RunConfig(ssl_method="clip-order"))
     with pytest.raises(ConfigError, match="group"):
-        RunConfig(partitioner="group")
+        validate(RunConfig(partitioner="group"))
     with pytest.raises(ConfigError, match="data-dir"):
-        RunConfig(task="audio-ssl", dataset="esc50", model="van-lska-tiny")
+        validate(RunConfig(task="audio-ssl", dataset="esc50", model="van-lska-tiny"))
 
 
 def test_task_trains_a_partition_and_an_empty_one_replies_with_the_same_keys():
@@ -219,14 +220,16 @@ def test_task_trains_a_partition_and_an_empty_one_replies_with_the_same_keys():
     torch.manual_seed(0)
     model = task.build_model(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    metrics = task.train(model, cfg, partition_id=3, num_partitions=45, server_round=1)
+    metrics = task.train(model, cfg, partition_id=3, num_partitions=45,
+                         instructions=RoundInstructions(server_round=1))
     assert metrics["num-examples"] == 30 and metrics["local-steps"] == 2
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     cfg_dir = cfg.replace(partitioner="dirichlet", dirichlet_alpha=0.01)
     sizes = [len(p) for p in partition_indices(
         load_spoken_digits("train").labels, 40, method="dirichlet", alpha=0.01, seed=0)]
     empty = next(i for i, n in enumerate(sizes) if n < 2)
-    reply = task.train(model, cfg_dir, partition_id=empty, num_partitions=40, server_round=1)
+    reply = task.train(model, cfg_dir, partition_id=empty, num_partitions=40,
+                       instructions=RoundInstructions(server_round=1))
     assert set(reply) == set(metrics)
     hist = task.class_histograms(cfg, 45)
     assert hist.shape == (45, 10) and hist.to_numpy().sum() == 1350

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from fedssl.compose import validate
 from fedssl.config import ConfigError, RunConfig, load_defaults, parse_overrides
 
 
@@ -43,8 +44,10 @@ def test_int_is_accepted_for_float_key():
     ],
 )
 def test_invalid_values_name_key_value_and_choices(key, value, expected_fragments):
+    # Names are checked against the registries (validate); a strategy's own keys with it.
+    context = {"strategy": "ldawa"} if key == "ldawa-weighting" else {}
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_run_config({key: value})
+        validate(RunConfig.from_run_config(context | {key: value}))
     for fragment in expected_fragments:
         assert fragment in str(err.value)
 
@@ -56,7 +59,8 @@ def test_unknown_key_is_refused():
 
 def test_missing_data_directory_for_real_dataset(tmp_path):
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_run_config({"dataset": "cifar10", "data-dir": str(tmp_path / "nope")})
+        validate(RunConfig.from_run_config({"dataset": "cifar10",
+                                            "data-dir": str(tmp_path / "nope")}))
     assert "data-dir" in str(err.value) and "nope" in str(err.value)
 
 
@@ -80,7 +84,7 @@ def test_parse_overrides_reads_toml_values_and_bare_strings():
 
 
 def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
-    from fedssl.cli import resolve_config
+    from fedssl.launch import resolve_config
     from fedssl.tracking import save_checkpoint
 
     save_checkpoint(tmp_path, {"round": 3})
@@ -93,9 +97,10 @@ def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
 
 
 def test_server_optimizer_only_with_a_strategy_that_replaces_the_mean():
-    assert RunConfig(strategy="fedvssl", server_optimizer="fedadam").server_optimizer == "fedadam"
+    cfg = validate(RunConfig(strategy="fedvssl", server_optimizer="fedadam"))
+    assert cfg.server_optimizer == "fedadam"
     with pytest.raises(ConfigError, match="applies to the strategies ldawa, fedvssl"):
-        RunConfig(strategy="fedprox", server_optimizer="fedyogi")
+        validate(RunConfig(strategy="fedprox", server_optimizer="fedyogi"))
 
 
 def test_experiment_grid_tables_set_several_keys_and_the_client_count(tmp_path):
@@ -144,3 +149,22 @@ def test_report_of_a_directory_without_runs_is_refused(tmp_path):
     spec = tmp_path / "exp.toml"
     spec.write_text("[grid]\nseed = [0]\n")
     assert main(["experiment", str(spec), "--report", str(tmp_path)]) == 2
+
+
+def test_the_schema_knows_no_registry_names():
+    """A name is only looked up by the composer: the schema alone accepts any string."""
+    cfg = RunConfig.from_run_config({"model": "not-registered-yet"})
+    with pytest.raises(ConfigError, match="model='not-registered-yet' is not valid"):
+        validate(cfg)
+
+
+def test_shared_defaults_have_one_value():
+    """Options that the model API and the run config both default agree (one default)."""
+    from fedssl.models import SSLOptions
+
+    run = RunConfig()
+    options = SSLOptions()
+    assert (options.projection_dim, options.hidden_dim, options.temperature,
+            options.byol_momentum, options.num_segments) == (
+        run.projection_dim, run.hidden_dim, run.temperature, run.byol_momentum,
+        run.clip_order_segments)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedssl.cli import build_parser, main
+from fedssl.compose import validate
 from fedssl.config import ConfigError, RunConfig, load_defaults, paths_elsewhere
 from fedssl.deploy.credentials import create_credentials, subject_alt_names
 from fedssl.deploy.roles import (
@@ -229,7 +230,7 @@ def test_submitted_paths_name_files_on_other_machines(tmp_path):
         RunConfig.from_run_config(config)
     # Everything that is not a path is still checked.
     with paths_elsewhere(), pytest.raises(ConfigError, match="strategy"):
-        RunConfig.from_run_config(load_defaults() | {"strategy": "nope"})
+        validate(RunConfig.from_run_config(load_defaults() | {"strategy": "nope"}))
 
 
 def test_a_supernode_data_dir_wins_over_the_run_config(tmp_path):

@@ -47,7 +47,7 @@ BUILD_ENV = REPO / "deploy" / "docker" / "build-env.sh"
 MAKE_LOCK = REPO / "deploy" / "docker" / "make-lock.sh"
 LOCK = REPO / "deploy" / "docker" / "requirements.lock"
 IMAGE_USER_ID = "10001"
-DEV_ONLY = {"pytest", "ruff", "pluggy", "iniconfig"}
+DEV_ONLY = {"pytest", "ruff", "pluggy", "iniconfig", "import-linter", "grimp"}
 
 
 # --- Dockerfile ---------------------------------------------------------------------------

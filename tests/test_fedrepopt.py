@@ -12,7 +12,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 
 from fedssl.cli import main
-from fedssl.clients import get_task
+from fedssl.clients import RoundInstructions, get_task
 from fedssl.clients.hyper_search import (
     HyperSearchSettings,
     load_scales,
@@ -24,6 +24,8 @@ from fedssl.clients.image_classification import (
     evaluate_classifier,
     weight_decay_groups,
 )
+from fedssl.clients.repopt import RepOptMasks
+from fedssl.compose import validate
 from fedssl.config import ConfigError, RunConfig, load_defaults
 from fedssl.experiments.runner import rounds_to_target
 from fedssl.models.repopt import build_repopt_model, default_scales, repopt_grad_masks
@@ -144,9 +146,12 @@ def test_local_training_multiplies_the_first_step_by_the_mask(scales_file):
     for name, grad_scales in (("plain", None), ("masked", scales)):
         model = task.cached_model(cfg)
         model.load_state_dict(start)
-        metrics = task.train(model, cfg, partition_id=0, num_partitions=4, server_round=1,
-                             grad_scales=grad_scales)
-        assert metrics["local-steps"] == 1 and metrics["repopt-masks"] == int(bool(grad_scales))
+        instructions = RoundInstructions.from_message(
+            {"server-round": 1}, {GRAD_SCALES_KEY: grad_scales} if grad_scales else {}, cfg)
+        metrics = task.train(model, cfg, partition_id=0, num_partitions=4,
+                             instructions=instructions)
+        assert metrics["local-steps"] == 1
+        assert instructions.reply_metrics() == ({"repopt-masks": 1} if grad_scales else {})
         updates[name] = {k: v - start[k] for k, v in model.state_dict().items()}
     masks = repopt_grad_masks(task.cached_model(cfg), scales)
     names = {id(p): n for n, p in task.cached_model(cfg).named_parameters()}
@@ -164,9 +169,10 @@ def test_local_training_multiplies_the_first_step_by_the_mask(scales_file):
 def test_image_ssl_refuses_gradient_scales():
     task = get_task("image-ssl")
     cfg = RunConfig.from_run_config(load_defaults() | {"max-local-steps": 1})
+    instructions = RoundInstructions(server_round=1, rules=(RepOptMasks({"x": torch.ones(2)}),))
     with pytest.raises(ValueError, match="image-classification"):
         task.train(task.cached_model(cfg), cfg, partition_id=0, num_partitions=4,
-                   server_round=1, grad_scales={"x": torch.ones(2)})
+                   instructions=instructions)
 
 
 def test_evaluate_classifier_counts_correct_predictions():
@@ -245,7 +251,7 @@ def test_hyper_search_command_rejects_a_plain_backbone(capsys):
 # ---------------------------------------------------------------- run config
 def test_fedrepopt_config_lists_every_missing_setting():
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_run_config(load_defaults() | {"strategy": "fedrepopt"})
+        validate(RunConfig.from_run_config(load_defaults() | {"strategy": "fedrepopt"}))
     message = str(err.value)
     assert "task='image-ssl'" in message and "model='small-cnn'" in message
     assert "repopt-scales" in message
@@ -253,13 +259,13 @@ def test_fedrepopt_config_lists_every_missing_setting():
 
 def test_config_refuses_inconsistent_repopt_settings(scales_file):
     with pytest.raises(ConfigError, match="image-classification"):
-        RunConfig.from_run_config(load_defaults() | {"model": TINY})
+        validate(RunConfig.from_run_config(load_defaults() | {"model": TINY}))
     with pytest.raises(ConfigError, match="repopt-mode=target"):
-        _cfg(**{"repopt-mode": "rep", "repopt-scales": str(scales_file)})
+        validate(_cfg(**{"repopt-mode": "rep", "repopt-scales": str(scales_file)}))
     with pytest.raises(ConfigError, match="no such file"):
-        _cfg(**{"repopt-scales": "/nonexistent/scales.pt"})
+        validate(_cfg(**{"repopt-scales": "/nonexistent/scales.pt"}))
     with pytest.raises(ConfigError, match="repopt-mode"):
-        _cfg(**{"repopt-mode": "branchy"})
+        validate(_cfg(**{"repopt-mode": "branchy"}))
     ok = _cfg(strategy="fedrepopt", **{"repopt-scales": str(scales_file)})
     assert ok.strategy == "fedrepopt"
 
@@ -278,14 +284,15 @@ def test_rounds_to_target_is_the_first_round_at_or_above_it(tmp_path):
 
 
 def test_an_empty_partition_replies_with_the_same_metric_keys():
-    from fedssl.clients.image_data import partition_indices_of
+    from fedssl.clients.image_data import IMAGE_DATA
 
     task = get_task("image-classification")
     cfg = _cfg(partitioner="paper-dirichlet", **{"dirichlet-alpha": 0.1})
-    sizes = [len(p) for p in partition_indices_of(cfg, 100)]
+    sizes = [len(p) for p in IMAGE_DATA.partition_indices(cfg, 100)]
     empty, full = sizes.index(min(sizes)), sizes.index(max(sizes))
     assert sizes[empty] < 2
     replies = [task.train(task.cached_model(cfg), cfg, partition_id=pid, num_partitions=100,
-                          server_round=1) for pid in (empty, full)]
+                          instructions=RoundInstructions(server_round=1))
+               for pid in (empty, full)]
     assert replies[0].keys() == replies[1].keys()
     assert replies[0]["num-examples"] == 0

@@ -28,7 +28,7 @@ EXPECTED_DIMS = {
 def test_backbone_names_are_the_documented_ones() -> None:
     assert BACKBONES == ("small-cnn", "resnet18", "resnet34", "resnet50", "vit-tiny",
                          "van-lska-tiny", "van-lska-small", "van-lska-base")
-    assert set(BACKBONE_REGISTRY.names()) == set(BACKBONES)
+    assert set(BACKBONE_REGISTRY.names(kind="backbone", modalities="image")) == set(BACKBONES)
 
 
 @pytest.mark.parametrize("name", BACKBONES)

@@ -48,7 +48,8 @@ def _seed(seed: int) -> None:
 
 def test_method_names_are_the_documented_ones() -> None:
     assert SSL_METHODS == ("simclr", "byol", "simsiam", "barlowtwins")
-    assert set(SSL_REGISTRY.names()) == set(SSL_METHODS)
+    assert set(SSL_REGISTRY.names(objective="feature-matching")) == set(SSL_METHODS)
+    assert SSL_REGISTRY.names(objective="predictive") == ("clip-order",)
 
 
 @pytest.mark.parametrize("method", SSL_METHODS)

@@ -32,7 +32,7 @@ import pytest
 from tiny_runs import TINY
 
 from fedssl.cli import main
-from fedssl.experiments.launcher import (
+from fedssl.launch import (
     Federation,
     LocalSuperLink,
     RayClusterUnreachable,

@@ -344,19 +344,19 @@ def test_wandb_failure_switches_wandb_off_and_the_run_completes(tmp_path, monkey
 
 def test_experiment_runs_share_the_experiment_as_wandb_group(tmp_path, monkeypatch):
     """The experiment runner puts every variant in one W&B group (the experiment's name)."""
-    import fedssl.cli
-    from fedssl.experiments.launcher import Federation
+    import fedssl.experiments.runner
     from fedssl.experiments.runner import run_experiment
     from fedssl.experiments.spec import ExperimentSpec
+    from fedssl.launch import Federation
 
     resolved = []
-    original = fedssl.cli.resolve_config
+    original = fedssl.experiments.runner.resolve_config
 
     def spy(*args, **kwargs):
         resolved.append(original(*args, **kwargs))
         return resolved[-1]
 
-    monkeypatch.setattr(fedssl.cli, "resolve_config", spy)
+    monkeypatch.setattr(fedssl.experiments.runner, "resolve_config", spy)
     spec = ExperimentSpec(name="ldawa_vs_fedavg", grid={"strategy": ["fedavg", "ldawa"]},
                           seeds=(0, 1))
     assert run_experiment(spec, {"wandb-group": "ignored"}, federation=Federation(),

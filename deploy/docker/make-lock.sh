@@ -20,7 +20,7 @@ PYTHON="${PYTHON:-$repo/.venv/bin/python}"
 out="${1:-$repo/deploy/docker/requirements.lock}"
 
 # Dev-only distributions: the `dev` extra of pyproject.toml and what only they need.
-dev_only=(pytest ruff pluggy iniconfig)
+dev_only=(pytest ruff pluggy iniconfig import-linter grimp)
 exclude=()
 for name in "${dev_only[@]}"; do
     exclude+=(--exclude "$name")

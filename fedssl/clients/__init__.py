@@ -1,38 +1,33 @@
-"""What a client does, one task per file; ``TASKS`` maps the run-config ``task`` name to it.
+"""What a client does, one task per file, each registered in :data:`TASKS`.
 
-A task knows how to build the federated model, train it locally on one partition, and (on the
-server) evaluate the global model centrally. New modalities (audio, video, audio-visual) are
-one more file and one more registry line.
+A task builds the federated model, trains it on one partition given the round's instructions
+and evaluates it (locally, and centrally on the server). Strategies' client halves are
+:class:`~fedssl.clients.instructions.LocalRule` s beside the tasks (FedProx's proximal term,
+FedRepOpt's gradient masks, FedVSSL's partial loading). Importing this package registers the
+built-in tasks and rules. This package must not import ``flwr``.
 """
 
+from fedssl.clients import partial, proximal, repopt
 from fedssl.clients.audio_ssl import AudioSSLTask
-from fedssl.clients.base import ClientTask
+from fedssl.clients.base import ClientTask, seed_global
 from fedssl.clients.image_classification import ImageClassificationTask
 from fedssl.clients.image_ssl import ImageSSLTask
+from fedssl.clients.instructions import LOCAL_RULES, LocalRule, RoundInstructions
+from fedssl.clients.registry import TASKS, get_task, register_task
 
-TASKS: dict[str, type[ClientTask]] = {
-    "image-ssl": ImageSSLTask,
-    "image-classification": ImageClassificationTask,
-    "audio-ssl": AudioSSLTask,
-}
-
-
-def get_task(name: str) -> ClientTask:
-    """The task registered under ``name`` (one shared instance per process, so caches persist)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
-    if name not in _INSTANCES:
-        _INSTANCES[name] = TASKS[name]()
-    return _INSTANCES[name]
-
-
-_INSTANCES: dict[str, ClientTask] = {}
+# The client halves register themselves on import.
+_RULES = (partial, proximal, repopt)
 
 __all__ = [
+    "LOCAL_RULES",
     "TASKS",
     "AudioSSLTask",
     "ClientTask",
     "ImageClassificationTask",
     "ImageSSLTask",
+    "LocalRule",
+    "RoundInstructions",
     "get_task",
+    "register_task",
+    "seed_global",
 ]

@@ -14,49 +14,35 @@ random-init backbone. :meth:`AudioSSLTask.selection_evaluate` scores on the trai
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from fedssl.clients.audio_data import (
-    audio_eval_split,
-    audio_partition,
-    audio_partition_histograms,
-)
-from fedssl.clients.base import (
-    ClientTask,
-    empty_partition_metrics,
-    local_loader,
-    seed_everything,
-    ssl_local_steps,
-    train_reply,
-)
+from fedssl.clients.audio_data import AUDIO_DATA
 from fedssl.clients.evaluation import (
     cached_accuracy,
-    knn_accuracy,
     linear_probe_accuracy,
     retrieval_recall,
 )
+from fedssl.clients.registry import register_task
+from fedssl.clients.ssl_task import SSLTask
 from fedssl.datasets.audio_base import AudioArrays
 from fedssl.datasets.audio_loader import AUDIO_DATASETS
-from fedssl.models import build_ssl_model
-from fedssl.models.audio_backbones import build_audio_backbone
+from fedssl.models import SSL_REGISTRY
 from fedssl.models.audio_frontend import AUDIO_FRONTENDS, LogMelSpectrogram
 from fedssl.models.audio_views import AudioViewOptions, AudioViews
-from fedssl.models.clip_order import ClipOrder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable
 
     from fedssl.config import RunConfig
 
 __all__ = ["PREDICTIVE_METHODS", "AudioSSLTask", "audio_features", "log_mel_probe"]
 
-PREDICTIVE_METHODS = ("clip-order",)
+# The registered methods that predict a transformation instead of matching two views.
+PREDICTIVE_METHODS: tuple[str, ...] = SSL_REGISTRY.names(objective="predictive")
 RETRIEVAL_KS = (1, 5, 10)
 
 
@@ -103,32 +89,24 @@ def log_mel_probe(train: AudioArrays, test: AudioArrays, frontend: torch.nn.Modu
                                       seed=seed))
 
 
-class AudioSSLTask(ClientTask):
-    """Audio backbone + SSL objective, trained on unlabelled audio partitions."""
+@register_task
+class AudioSSLTask(SSLTask):
+    """Audio backbone + SSL objective, trained on unlabelled audio partitions: two augmented
+    log-mel views for feature matching, one for clip-order prediction."""
 
     name = "audio-ssl"
-
-    # ------------------------------------------------------------------ model
-    def build_model(self, cfg: RunConfig) -> torch.nn.Module:
-        backbone = build_audio_backbone(cfg.model)
-        if cfg.ssl_method == "clip-order":
-            return ClipOrder(backbone, num_segments=cfg.clip_order_segments,
-                             hidden_dim=cfg.hidden_dim)
-        return build_ssl_model(cfg.ssl_method, backbone, projection_dim=cfg.projection_dim,
-                               hidden_dim=cfg.hidden_dim, temperature=cfg.temperature,
-                               byol_momentum=cfg.byol_momentum)
-
-    def cached_model(self, cfg: RunConfig) -> torch.nn.Module:
-        key = (cfg.model, cfg.ssl_method, cfg.clip_order_segments, cfg.projection_dim,
-               cfg.hidden_dim, cfg.temperature, cfg.byol_momentum)
-        return self._model_once(key, lambda: self.build_model(cfg))
+    modality = "audio"
+    data = AUDIO_DATA
+    central_metrics = ("retrieval-r1", "knn-accuracy")
+    data_probe_key = "log-mel-linear-probe-accuracy"
+    local_eval_in_eval_mode = True
 
     def views(self, cfg: RunConfig) -> AudioViews:
-        """The augmentation of the run: two views for feature matching, one for clip order
-        (without time shift, which would move the end of a clip to its start)."""
-        predictive = cfg.ssl_method in PREDICTIVE_METHODS
+        """The augmentation of the run: two views for feature matching, one for a predictive
+        method (without time shift, which would move the end of a clip to its start)."""
+        num_views = SSL_REGISTRY.tags(cfg.ssl_method)["views"]
         options = AudioViewOptions(
-            max_shift=0.0 if predictive else cfg.audio_max_shift,
+            max_shift=cfg.audio_max_shift if num_views > 1 else 0.0,
             gain_db=cfg.audio_gain_db,
             mix_prob=cfg.audio_mix_prob,
             time_masks=2 if cfg.spec_time_width else 0,
@@ -137,83 +115,34 @@ class AudioSSLTask(ClientTask):
             freq_width=cfg.spec_freq_width,
         )
         settings = AUDIO_FRONTENDS[AUDIO_DATASETS[cfg.dataset].frontend]
-        return AudioViews(settings, options, num_views=1 if predictive else 2)
+        return AudioViews(settings, options, num_views=num_views)
 
-    def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
-        return audio_partition_histograms(cfg, num_partitions)
+    def samples(self, data: AudioArrays, cfg: RunConfig) -> Dataset:
+        return TensorDataset(torch.from_numpy(np.array(data.waveforms)))
 
-    # ------------------------------------------------------------------ local work
-    def _loader(self, data: AudioArrays, cfg: RunConfig, *, shuffle: bool) -> DataLoader:
-        return local_loader(TensorDataset(torch.from_numpy(np.array(data.waveforms))),
-                            cfg.batch_size, shuffle=shuffle)
-
-    def train(
-        self,
-        model: torch.nn.Module,
-        cfg: RunConfig,
-        *,
-        partition_id: int,
-        num_partitions: int,
-        server_round: int,
-        proximal_mu: float = 0.0,
-        grad_scales: Mapping[str, torch.Tensor] | None = None,
-    ) -> dict[str, float | int]:
-        if grad_scales:
-            raise ValueError("RepOpt gradient scales (strategy=fedrepopt) need "
-                             "task=image-classification; audio-ssl trains with plain SGD")
-        start = time.perf_counter()
-        data = audio_partition(cfg, partition_id, num_partitions)
-        if len(data) < 2:
-            return empty_partition_metrics(partition_id, start)
-        seed_everything(cfg.seed, server_round, partition_id)
-        device = next(model.parameters()).device
+    def batch_views(self, cfg: RunConfig, device: torch.device
+                    ) -> Callable[[tuple[torch.Tensor]], list[torch.Tensor]]:
         views = self.views(cfg).to(device)
-        losses = ssl_local_steps(
-            model, self._loader(data, cfg, shuffle=True), cfg, proximal_mu=proximal_mu,
-            to_views=lambda batch: views(batch[0].to(device)))
-        return train_reply(losses, len(data), start, partition_id)
+        return lambda batch: views(batch[0].to(device))
 
-    @torch.no_grad()
-    def evaluate_local(
-        self, model: torch.nn.Module, cfg: RunConfig, *, partition_id: int, num_partitions: int
-    ) -> dict[str, float | int]:
-        data = audio_partition(cfg, partition_id, num_partitions)
-        seed_everything(cfg.seed, 0, partition_id)
-        device = next(model.parameters()).device
-        views = self.views(cfg).to(device)
-        was_training = model.training
-        model.eval()
-        losses = [model.training_loss(views(w.to(device))).item()
-                  for (w,) in self._loader(data, cfg, shuffle=False)]
-        model.train(was_training)
-        return {
-            "eval-loss": float(np.mean(losses)) if losses else float("nan"),
-            "num-examples": len(data),
-            "partition-id": partition_id,
-        }
+    def features(self, encoder: torch.nn.Module, cfg: RunConfig,
+                 data: AudioArrays) -> torch.Tensor:
+        return audio_features(encoder, data.waveforms, _frontend(cfg))
 
-    # ------------------------------------------------------------------ server side
-    def _scores(self, encoder: torch.nn.Module, cfg: RunConfig, bank: AudioArrays,
-                queries: AudioArrays, prefix: str = "") -> dict[str, float]:
-        frontend = _frontend(cfg)
-        f_bank = audio_features(encoder, bank.waveforms, frontend)
-        f_query = audio_features(encoder, queries.waveforms, frontend)
-        recall = retrieval_recall(f_query, queries.labels, f_bank, bank.labels, ks=RETRIEVAL_KS)
+    def monitor(self, f_bank: torch.Tensor, bank: AudioArrays, f_query: torch.Tensor,
+                query: AudioArrays, cfg: RunConfig, prefix: str = "") -> dict[str, float]:
+        """Retrieval recall@k (queries against the bank), then the kNN monitor."""
+        recall = retrieval_recall(f_query, query.labels, f_bank, bank.labels, ks=RETRIEVAL_KS)
         out = {f"{prefix}retrieval-r{k}": r for k, r in recall.items()}
-        out[f"{prefix}knn-accuracy"] = knn_accuracy(
-            f_bank, bank.labels, f_query, queries.labels, num_classes=bank.num_classes,
-            k=cfg.knn_k)
-        return out
+        return out | super().monitor(f_bank, bank, f_query, query, cfg, prefix)
 
-    def central_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
-        scores = self._scores(model.backbone, cfg, audio_eval_split(cfg, "train"),
-                              audio_eval_split(cfg, "test"))
-        return {k: scores[k] for k in ("retrieval-r1", "knn-accuracy")}
+    def data_probe(self, train: AudioArrays, test: AudioArrays, cfg: RunConfig) -> float:
+        return log_mel_probe(train, test, _frontend(cfg), seed=cfg.seed)
 
     def selection_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
         """Retrieval within the train split: a quarter of the speakers (or of the clips when
         the dataset has no speakers) query the rest. Never touches the test split."""
-        train = audio_eval_split(cfg, "train")
+        train = self.data.eval_split(cfg, "train")
         rng = np.random.default_rng(cfg.seed)
         if train.groups is not None and len(np.unique(train.groups)) >= 4:
             ids = rng.permutation(np.unique(train.groups))
@@ -221,23 +150,6 @@ class AudioSSLTask(ClientTask):
         else:
             held_out = np.zeros(len(train), dtype=bool)
             held_out[rng.permutation(len(train))[: len(train) // 4]] = True
-        return self._scores(model.backbone, cfg, train.subset(~held_out),
-                            train.subset(held_out), prefix="val-")
-
-    def final_evaluate(
-        self, model: torch.nn.Module, cfg: RunConfig, baseline: torch.nn.Module
-    ) -> dict[str, float]:
-        train, test = audio_eval_split(cfg, "train"), audio_eval_split(cfg, "test")
-        frontend = _frontend(cfg)
-        out: dict[str, float] = {}
-        for prefix, net in (("", model), ("random-init-", baseline)):
-            out |= self._scores(net.backbone, cfg, train, test, prefix=prefix)
-            if cfg.linear_probe:
-                f_train = audio_features(net.backbone, train.waveforms, frontend)
-                f_test = audio_features(net.backbone, test.waveforms, frontend)
-                out[f"{prefix}linear-probe-accuracy"] = linear_probe_accuracy(
-                    f_train.numpy(), train.labels, f_test.numpy(), test.labels, seed=cfg.seed)
-        if cfg.linear_probe:
-            out["log-mel-linear-probe-accuracy"] = log_mel_probe(train, test, frontend,
-                                                                 seed=cfg.seed)
-        return out
+        scores, _, _ = self._monitor(model.backbone, cfg, train.subset(~held_out),
+                                     train.subset(held_out), prefix="val-")
+        return scores

@@ -1,12 +1,13 @@
-"""The contract between the Flower glue and a client task."""
+"""The contract between the Flower glue and a client task, and the pieces every task uses
+(seeding, the partition loader, the local step budget, the training reply)."""
 
 from __future__ import annotations
 
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 if TYPE_CHECKING:
+    from fedssl.clients.instructions import RoundInstructions
     from fedssl.config import RunConfig
 
 __all__ = [
     "ClientTask",
-    "ProximalTerm",
     "device_for_training",
     "empty_partition_metrics",
     "local_loader",
@@ -88,46 +89,31 @@ def steps_over(loader: Iterable, total_steps: int) -> Iterator:
             return
 
 
-class ProximalTerm:
-    """FedProx's ``mu/2 · ||w - w_global||²``: Flower's strategy only sends mu; the term is
-    the client's. Zero (and no copy of the weights kept) when ``mu`` is 0."""
-
-    def __init__(self, params: list[torch.nn.Parameter], mu: float) -> None:
-        self.mu = mu
-        self.params = params
-        self.anchors = [p.detach().clone() for p in params] if mu > 0 else []
-
-    def __call__(self) -> torch.Tensor | float:
-        if not self.anchors:
-            return 0.0
-        pairs = zip(self.params, self.anchors, strict=True)
-        return 0.5 * self.mu * sum(((p - g) ** 2).sum() for p, g in pairs)
-
-
 def ssl_local_steps(
     model: torch.nn.Module,
     loader: Iterable,
     cfg: RunConfig,
     *,
-    proximal_mu: float,
+    instructions: RoundInstructions,
     to_views: Callable[[object], list[torch.Tensor]],
 ) -> list[float]:
     """One round of local SGD on a self-supervised model; returns the loss of every step.
 
     ``local-epochs`` passes over ``loader`` (capped by ``max-local-steps``), each batch turned
-    into views by ``to_views`` and scored by ``model.training_loss``, plus FedProx's term;
-    ``model.on_step_start`` gets the progress through the round (BYOL's momentum schedule).
+    into views by ``to_views`` and scored by ``model.training_loss``, plus the round's penalty
+    (FedProx's term when the strategy asks for it); ``model.on_step_start`` gets the progress
+    through the round (BYOL's momentum schedule).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    proximal = ProximalTerm(params, proximal_mu)
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    penalty = instructions.penalty(model)
+    optimizer = instructions.optimizer(model, params, lr=cfg.lr, momentum=cfg.momentum,
+                                       weight_decay=cfg.weight_decay)
     total_steps = local_step_budget(len(loader), cfg)
     model.train()
     losses: list[float] = []
     for batch in steps_over(loader, total_steps):
         model.on_step_start(len(losses) / max(total_steps, 1))
-        loss = model.training_loss(to_views(batch)) + proximal()
+        loss = model.training_loss(to_views(batch)) + penalty()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -169,9 +155,23 @@ def device_for_training() -> torch.device:
 
 
 class ClientTask(ABC):
-    """One kind of local work. The model's whole ``state_dict`` is what gets federated."""
+    """The fixed contract of one kind of local work; the model's whole ``state_dict`` is
+    what gets federated.
 
-    name: str
+    A task declares its ``name`` (the run config's ``task``), its ``modality`` (the datasets
+    and backbones it takes, by their registry tags) and checks the rest of the run config that
+    concerns it (:meth:`check_config`). It trains on one partition given the round's
+    :class:`~fedssl.clients.instructions.RoundInstructions` (which carry every strategy's
+    client half: a task never sees a strategy) and evaluates: locally, centrally every few
+    rounds, at the end against the random initialisation, and for model selection.
+
+    A new task is one file: a subclass decorated with :func:`fedssl.clients.register_task`.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    #: The kinds of registered model (``fedssl.models.MODELS`` tag ``kind``) it trains.
+    model_kinds: ClassVar[tuple[str, ...]] = ("backbone",)
 
     def _model_once(self, key: tuple, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         """``build()`` on the training device, once per process and ``key``: Flower makes a
@@ -181,6 +181,42 @@ class ClientTask(ABC):
         if key not in cache:
             cache[key] = build().to(device_for_training())
         return cache[key]
+
+    @classmethod
+    def accepts_model(cls, name: str) -> bool:
+        """Whether the registered model ``name`` is of the task's modality and kinds."""
+        from fedssl.models import MODELS
+
+        if name not in MODELS:
+            return False
+        tags = MODELS.tags(name)
+        return tags["kind"] in cls.model_kinds and cls.modality in tags["modalities"]
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        """What in ``cfg`` does not fit this task (an empty list when all does).
+
+        The default asks the registries: the dataset and the model must be of the task's
+        ``modality`` and the model of one of its ``model_kinds``. Each entry names the key,
+        the value and what would fit.
+        """
+        from fedssl.datasets import DATASET_REGISTRY
+        from fedssl.models import MODELS
+
+        wrong = []
+        data_modality = DATASET_REGISTRY.tags(cfg.dataset)["modality"]
+        if data_modality != self.modality:
+            fits = ", ".join(DATASET_REGISTRY.names(modality=self.modality))
+            wrong.append(f"dataset={cfg.dataset!r} is {data_modality} (needs one of {fits})")
+        if not self.accepts_model(cfg.model):
+            tags = MODELS.tags(cfg.model)
+            fitting = [n for n in MODELS if self.accepts_model(n)]
+            wrong.append(f"model={cfg.model!r} is an {'/'.join(tags['modalities'])} "
+                         f"{tags['kind']} (needs one of {', '.join(fitting)})")
+        return wrong
+
+    def run_name(self, cfg: RunConfig) -> str:
+        """What names a run of this task by default (after the dataset): the model."""
+        return cfg.model
 
     @abstractmethod
     def build_model(self, cfg: RunConfig) -> torch.nn.Module:
@@ -199,14 +235,12 @@ class ClientTask(ABC):
         *,
         partition_id: int,
         num_partitions: int,
-        server_round: int,
-        proximal_mu: float = 0.0,
-        grad_scales: Mapping[str, torch.Tensor] | None = None,
+        instructions: RoundInstructions,
     ) -> dict[str, float | int]:
         """Train in place on one partition; return metrics including ``num-examples``.
 
-        ``grad_scales`` are the per-channel RepOpt scales the FedRepOpt strategy ships with
-        its instructions; a task that cannot use them must raise ValueError.
+        Take the optimiser and any extra loss term from ``instructions`` (they carry the
+        strategy's client half); every reply of a task has the same metric keys.
         """
 
     @abstractmethod

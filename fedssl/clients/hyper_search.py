@@ -7,8 +7,8 @@ this once, on the server side, before federated training. Recipe of the authors'
 SGD momentum 0.9, lr warm-up then cosine decay, weight decay 4e-5 (not on BN, biases or
 scales), label smoothing 0.1, gradient clipping at 5.
 
-The scales file is a ``torch.save`` of ``{"format": "fedssl-repopt-scales", "arch": ...,
-"scales": {key: tensor}, ...}`` with the hyper-search's settings and proxy accuracy.
+The scales file's format and reader are in :mod:`fedssl.common.scales` (the server's FedRepOpt
+strategy reads it too).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from fedssl.clients.image_classification import (
     train_classifier,
     weight_decay_groups,
 )
+from fedssl.common.scales import load_scales, write_scales
 from fedssl.datasets import load_image_dataset
 from fedssl.models.repopt import REPOPT_MODELS, build_repopt_model, repopt_scales
 
@@ -42,9 +43,6 @@ __all__ = [
     "save_scales",
     "scale_summary",
 ]
-
-SCALES_FORMAT = "fedssl-repopt-scales"
-
 
 @dataclass(frozen=True)
 class HyperSearchSettings:
@@ -151,39 +149,11 @@ def run_hyper_search(settings: HyperSearchSettings, *, progress: bool = True) ->
 
 
 def save_scales(path: str | Path, settings: HyperSearchSettings, result: dict[str, Any]) -> Path:
-    """Write the scales file (see the module docstring)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": SCALES_FORMAT,
-        "arch": settings.model,
-        "scales": result["scales"],
-        "settings": asdict(settings),
-        "proxy": result["proxy"],
-        "proxy-test-accuracy": result["test-accuracy"],
-        "history": result["history"],
-    }
-    torch.save(payload, path)
-    return path
-
-
-def load_scales(path: str | Path, *, arch: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a scales file; with ``arch``, refuse scales searched for another network."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"repopt scales file {str(path)!r} does not exist; write one "
-                                "with `fedssl hyper-search --model MODEL --out FILE`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not its own
-        raise ValueError(f"{path}: not a scales file written by `fedssl hyper-search` "
-                         f"({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != SCALES_FORMAT:
-        raise ValueError(f"{path}: not a scales file written by `fedssl hyper-search`")
-    if arch is not None and payload["arch"] != arch:
-        raise ValueError(f"{path} holds scales of {payload['arch']!r}, not of model={arch!r}; "
-                         f"run `fedssl hyper-search --model {arch}`")
-    return {k: v.float() for k, v in payload["scales"].items()}
+    """Write the scales file (format: :mod:`fedssl.common.scales`)."""
+    return write_scales(path, arch=settings.model, scales=result["scales"],
+                        settings=asdict(settings), proxy=result["proxy"],
+                        **{"proxy-test-accuracy": result["test-accuracy"],
+                           "history": result["history"]})
 
 
 def scale_summary(scales: dict[str, torch.Tensor]) -> list[tuple[str, float, float, float]]:

@@ -10,7 +10,6 @@ the training instructions (``strategy=fedrepopt``) the plain RepOpt model trains
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,31 +22,22 @@ from torchvision.transforms import v2
 
 from fedssl.clients.base import (
     ClientTask,
-    ProximalTerm,
     empty_partition_metrics,
     local_loader,
     local_step_budget,
     seed_everything,
     steps_over,
 )
-from fedssl.clients.image_data import (
-    data_key,
-    eval_split,
-    partition,
-    partition_class_histograms,
-    split,
-)
-from fedssl.clients.repopt import RepOptSGD
-from fedssl.models import NORMALIZE, build_backbone
-from fedssl.models.repopt import (
-    REPOPT_MODELS,
-    build_repopt_model,
-    init_target_from_scales,
-    reparameterize_repopt,
-    repopt_grad_masks,
-)
+from fedssl.clients.image_data import IMAGE_DATA
+from fedssl.clients.registry import register_task
+from fedssl.common.scales import load_scales
+from fedssl.models import MODELS, NORMALIZE, build_backbone, reparameterize_model
+from fedssl.models.repopt import REPOPT_MODES, build_repopt_model, init_target_from_scales
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fedssl.clients.instructions import RoundInstructions
     from fedssl.config import RunConfig
 
 __all__ = [
@@ -120,7 +110,7 @@ def train_classifier(
     steps: int,
     label_smoothing: float = 0.0,
     grad_clip: float = 0.0,
-    penalty: ProximalTerm | None = None,
+    penalty: Callable[[], torch.Tensor | float] | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float | int]:
     """``steps`` optimiser steps of cross-entropy training; mean loss and accuracy over them."""
@@ -183,15 +173,33 @@ class BackboneClassifier(nn.Module):
         return self.classifier(self.backbone(x))
 
 
+@register_task
 class ImageClassificationTask(ClientTask):
-    """Cross-entropy training of a classifier on labelled image partitions."""
+    """Cross-entropy training of a classifier on labelled image partitions: a RepOpt network
+    (``repopt-mode`` picks its form) or a registered backbone with a linear head."""
 
     name = "image-classification"
+    modality = "image"
+    model_kinds = ("classifier", "backbone")
+
+    def _is_repopt(self, cfg: RunConfig) -> bool:
+        return MODELS.tags(cfg.model).get("family") == "repopt"
+
+    def check_config(self, cfg: RunConfig) -> list[str]:
+        wrong = super().check_config(cfg)
+        if cfg.repopt_mode not in REPOPT_MODES:
+            wrong.append(f"repopt-mode={cfg.repopt_mode!r} (choose one of "
+                         f"{', '.join(REPOPT_MODES)})")
+        if cfg.repopt_scales and not (self._is_repopt(cfg) and cfg.repopt_mode == "target"):
+            wrong.append(f"repopt-scales={cfg.repopt_scales!r} initialises a plain RepOpt "
+                         f"model; it needs a RepOpt model with repopt-mode=target, got "
+                         f"model={cfg.model!r}, repopt-mode={cfg.repopt_mode!r}")
+        return wrong
 
     # ------------------------------------------------------------------ model
     def _architecture(self, cfg: RunConfig) -> nn.Module:
-        num_classes = split(data_key(cfg), "train").num_classes
-        if cfg.model in REPOPT_MODELS:
+        num_classes = IMAGE_DATA.split(cfg, "train").num_classes
+        if self._is_repopt(cfg):
             return build_repopt_model(cfg.model, mode=cfg.repopt_mode, num_classes=num_classes)
         return BackboneClassifier(build_backbone(cfg.model, image_size=cfg.image_size),
                                   num_classes)
@@ -201,8 +209,6 @@ class ImageClassificationTask(ClientTask):
         from the scales (W' = s3·W + s1·pad(W1) + s_id·I), as the authors' re-init does."""
         model = self._architecture(cfg)
         if cfg.repopt_scales:
-            from fedssl.clients.hyper_search import load_scales
-
             init_target_from_scales(model, load_scales(cfg.repopt_scales, arch=cfg.model))
         return model
 
@@ -212,18 +218,9 @@ class ImageClassificationTask(ClientTask):
         return self._model_once(key, lambda: self._architecture(cfg))
 
     def class_histograms(self, cfg: RunConfig, num_partitions: int) -> pd.DataFrame:
-        return partition_class_histograms(cfg, num_partitions)
+        return IMAGE_DATA.class_histograms(cfg, num_partitions)
 
     # ------------------------------------------------------------------ local work
-    def _optimizer(
-        self, model: nn.Module, cfg: RunConfig, grad_scales: Mapping[str, torch.Tensor] | None
-    ) -> torch.optim.Optimizer:
-        groups = weight_decay_groups(model, cfg.weight_decay)
-        if grad_scales:
-            masks = repopt_grad_masks(model, grad_scales)
-            return RepOptSGD(groups, lr=cfg.lr, momentum=cfg.momentum, grad_masks=masks)
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-
     def train(
         self,
         model: nn.Module,
@@ -231,45 +228,41 @@ class ImageClassificationTask(ClientTask):
         *,
         partition_id: int,
         num_partitions: int,
-        server_round: int,
-        proximal_mu: float = 0.0,
-        grad_scales: Mapping[str, torch.Tensor] | None = None,
+        instructions: RoundInstructions,
     ) -> dict[str, float | int]:
         start = time.perf_counter()
-        data = partition(cfg, partition_id, num_partitions)
+        data = IMAGE_DATA.partition(cfg, partition_id, num_partitions)
         if len(data) < 2:
             # Same keys as a real reply: Flower refuses to aggregate differing metric keys.
-            return empty_partition_metrics(partition_id, start) | {
-                "train-accuracy": 0.0, "repopt-masks": int(bool(grad_scales))}
-        seed_everything(cfg.seed, server_round, partition_id)
+            return empty_partition_metrics(partition_id, start) | {"train-accuracy": 0.0}
+        seed_everything(cfg.seed, instructions.server_round, partition_id)
         loader = local_loader(
             LabelledImages(data.images, data.labels,
                            build_train_transform(cfg.augment, cfg.image_size)),
             cfg.batch_size, shuffle=True)
-        optimizer = self._optimizer(model, cfg, grad_scales)
-        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = instructions.optimizer(model, weight_decay_groups(model, cfg.weight_decay),
+                                           lr=cfg.lr, momentum=cfg.momentum)
         metrics = train_classifier(
             model, loader, optimizer, steps=local_step_budget(len(loader), cfg),
-            label_smoothing=cfg.label_smoothing, penalty=ProximalTerm(params, proximal_mu),
+            label_smoothing=cfg.label_smoothing, penalty=instructions.penalty(model),
         )
         return metrics | {
             "num-examples": len(data),
             "train-time": time.perf_counter() - start,
             "partition-id": partition_id,
-            "repopt-masks": int(bool(grad_scales)),
         }
 
     def evaluate_local(
         self, model: nn.Module, cfg: RunConfig, *, partition_id: int, num_partitions: int
     ) -> dict[str, float | int]:
-        data = partition(cfg, partition_id, num_partitions)
+        data = IMAGE_DATA.partition(cfg, partition_id, num_partitions)
         result = evaluate_classifier(model, data.images, data.labels)
         return {"eval-loss": result["loss"], "eval-accuracy": result["accuracy"],
                 "num-examples": len(data), "partition-id": partition_id}
 
     # ------------------------------------------------------------------ server side
     def central_evaluate(self, model: nn.Module, cfg: RunConfig) -> dict[str, float]:
-        test = eval_split(cfg, "test")
+        test = IMAGE_DATA.eval_split(cfg, "test")
         result = evaluate_classifier(model, test.images, test.labels)
         return {"test-accuracy": result["accuracy"], "test-loss": result["loss"]}
 
@@ -278,9 +271,9 @@ class ImageClassificationTask(ClientTask):
     ) -> dict[str, float]:
         out = self.central_evaluate(model, cfg)
         out["random-init-test-accuracy"] = self.central_evaluate(baseline, cfg)["test-accuracy"]
-        if cfg.model in REPOPT_MODELS and cfg.repopt_mode != "target":
+        if self._is_repopt(cfg) and cfg.repopt_mode != "target":
             # The deployable network: the multi-branch model folded into the plain one.
-            plain = reparameterize_repopt(model)
+            plain = reparameterize_model(model)
             out["reparameterized-test-accuracy"] = self.central_evaluate(plain, cfg)[
                 "test-accuracy"]
         return out

@@ -3,25 +3,32 @@
 A client loads only the global arrays whose key starts with a prefix (``backbone.``) and keeps
 its own copy of every other array (projection and prediction heads, momentum encoders) from
 one round it takes part in to the next. The kept arrays live in the node's ``Context.state``,
-which Flower keeps per node for the whole run, in simulation and deployment alike.
+which Flower keeps per node for the whole run, in simulation and deployment alike (the
+ClientApp stores what :meth:`PartialLoading.keep` returns under
+:data:`fedssl.common.messages.LOCAL_ARRAYS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
-from flwr.app import ArrayRecord, RecordDict
+
+from fedssl.clients.instructions import LOCAL_RULES, LocalRule, StateDict
+from fedssl.common import messages
+
+if TYPE_CHECKING:
+    from fedssl.config import RunConfig
 
 __all__ = [
     "LOCAL_ARRAYS_KEY",
+    "PartialLoading",
     "merge_partial",
-    "recall_local",
-    "remember_local",
     "split_by_prefix",
 ]
 
-LOCAL_ARRAYS_KEY = "partial-local-arrays"
+LOCAL_ARRAYS_KEY = messages.LOCAL_ARRAYS
 
 
 def split_by_prefix(
@@ -59,14 +66,29 @@ def merge_partial(
     return {k: shared[k] if k in shared else local_state[k] for k in global_state}, True
 
 
-def remember_local(state: RecordDict, model_state: Mapping[str, torch.Tensor], prefix: str) -> None:
-    """Keep the non-shared arrays of ``model_state`` in a node's ``Context.state``."""
-    _, local = split_by_prefix(model_state, prefix)
-    state[LOCAL_ARRAYS_KEY] = ArrayRecord({k: v.detach().cpu() for k, v in local.items()})
+@LOCAL_RULES.register("partial-loading")
+class PartialLoading(LocalRule):
+    """FedVSSL's client half, on when the run sets ``partial-prefix``: train from the
+    server's arrays under the prefix and the node's own for the rest, and keep the rest."""
 
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.used_kept = False
 
-def recall_local(state: RecordDict) -> dict[str, torch.Tensor] | None:
-    """The arrays :func:`remember_local` kept, or ``None`` before the first round."""
-    if LOCAL_ARRAYS_KEY not in state.array_records:
-        return None
-    return dict(state.array_records[LOCAL_ARRAYS_KEY].to_torch_state_dict())
+    @classmethod
+    def from_message(cls, config: Mapping[str, Any], arrays: Mapping[str, StateDict],
+                     cfg: RunConfig) -> PartialLoading | None:
+        return cls(cfg.partial_prefix) if cfg.partial_prefix else None
+
+    def start_state(self, incoming: StateDict, kept: StateDict | None
+                    ) -> tuple[StateDict, bool]:
+        state, self.used_kept = merge_partial(incoming, kept, self.prefix)
+        return state, self.used_kept
+
+    def keep(self, trained: StateDict) -> StateDict:
+        _, local = split_by_prefix(trained, self.prefix)
+        return {k: v.detach().cpu() for k, v in local.items()}
+
+    def reply_metrics(self) -> dict[str, int]:
+        # 1 when this round started from the client's own non-shared arrays.
+        return {messages.PARTIAL_LOCAL_ARRAYS_USED: int(self.used_kept)}

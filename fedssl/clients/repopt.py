@@ -1,12 +1,21 @@
-"""RepOptSGD: SGD whose gradients are multiplied by constant masks (FedRepOpt's local optimiser)."""
+"""FedRepOpt's client half: RepOptSGD, SGD whose gradients are multiplied by constant masks,
+and the rule that trains with it when a train message carries the strategy's scales."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["RepOptSGD"]
+from fedssl.clients.instructions import LOCAL_RULES, LocalRule, StateDict
+from fedssl.common import messages
+from fedssl.models.repopt import repopt_grad_masks
+
+if TYPE_CHECKING:
+    from fedssl.config import RunConfig
+
+__all__ = ["RepOptMasks", "RepOptSGD"]
 
 
 class RepOptSGD(torch.optim.Optimizer):
@@ -83,3 +92,34 @@ class RepOptSGD(torch.optim.Optimizer):
                     d = state["momentum_buffer"]
                 param.add_(d, alpha=-group["lr"])
         return loss
+
+
+@LOCAL_RULES.register("repopt-masks")
+class RepOptMasks(LocalRule):
+    """Train with :class:`RepOptSGD` and the masks of the scales the FedRepOpt strategy sends
+    under ``grad-scales`` (the plain RepOpt model then learns like its multi-branch form).
+
+    Raises ``ValueError`` (from :func:`fedssl.models.repopt.repopt_grad_masks`) when the model
+    has no RepOpt blocks the scales fit.
+    """
+
+    def __init__(self, scales: Mapping[str, torch.Tensor]) -> None:
+        self.scales = dict(scales)
+
+    @classmethod
+    def from_message(cls, config: Mapping[str, Any], arrays: Mapping[str, StateDict],
+                     cfg: RunConfig) -> RepOptMasks | None:
+        scales = arrays.get(messages.GRAD_SCALES)
+        return cls(scales) if scales else None
+
+    def optimizer(self, model: torch.nn.Module, params: Iterable, **sgd: Any) -> RepOptSGD:
+        try:
+            masks = repopt_grad_masks(model, self.scales)
+        except ValueError as err:
+            raise ValueError(f"RepOpt gradient scales (strategy=fedrepopt) need a plain RepOpt "
+                             f"classifier (task=image-classification, a RepOpt model, "
+                             f"repopt-mode=target); {type(model).__name__}: {err}") from None
+        return RepOptSGD(params, grad_masks=masks, **sgd)
+
+    def reply_metrics(self) -> dict[str, int]:
+        return {"repopt-masks": 1}

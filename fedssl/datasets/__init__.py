@@ -11,6 +11,13 @@ from fedssl.datasets.loader import (
     clear_dataset_cache,
     load_image_dataset,
 )
+from fedssl.datasets.partitioners import (
+    PARTITIONER_REGISTRY,
+    check_partitioner,
+    group_split,
+    partition_with,
+    partitioner_config_keys,
+)
 from fedssl.datasets.partitioning import (
     PARTITIONERS,
     class_histograms,
@@ -18,22 +25,29 @@ from fedssl.datasets.partitioning import (
     partition_indices,
     plot_class_histograms,
 )
+from fedssl.datasets.registry import DATASET_REGISTRY
 
 __all__ = [
     "AUDIO_DATASETS",
     "DATASETS",
+    "DATASET_REGISTRY",
     "PARTITIONERS",
+    "PARTITIONER_REGISTRY",
     "AudioArrays",
     "DatasetNotFoundError",
     "ImageArrays",
     "check_audio_dataset",
     "check_dataset",
+    "check_partitioner",
     "class_histograms",
     "clear_dataset_cache",
     "default_cache_dir",
+    "group_split",
     "load_audio_dataset",
     "load_image_dataset",
     "paper_dirichlet_split",
     "partition_indices",
+    "partition_with",
+    "partitioner_config_keys",
     "plot_class_histograms",
 ]

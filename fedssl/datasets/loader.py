@@ -10,6 +10,7 @@ from fedssl.datasets.cifar import find_cifar_dir, load_cifar
 from fedssl.datasets.embedded import load_embedded_digits
 from fedssl.datasets.huggingface import load_hf
 from fedssl.datasets.imagefolder import check_imagefolder, load_imagefolder
+from fedssl.datasets.registry import DATASET_REGISTRY
 from fedssl.datasets.tiny_imagenet import find_tiny_imagenet_dir, load_tiny_imagenet
 
 DATASETS: tuple[str, ...] = (
@@ -65,6 +66,12 @@ def check_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") -> Non
                 "datasets.load_dataset(data_dir=...), e.g. a <split>/<class>/<image> tree "
                 "for 'imagefolder'"
             )
+
+
+for _name in DATASETS:
+    DATASET_REGISTRY.register(
+        _name, functools.partial(check_dataset, _name), modality="image",
+        local_files=_name != "embedded-digits", groups=False)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -140,7 +140,7 @@ def _credentials(args: argparse.Namespace) -> int:
 
 
 def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
-    from fedssl.experiments.flwr_cli import process_env
+    from fedssl.launch import process_env
 
     print("fedssl deploy: " + " ".join(command), file=sys.stderr, flush=True)
     os.execvpe(command[0], command, env or process_env())
@@ -160,7 +160,7 @@ def _superlink(args: argparse.Namespace) -> int:
 
 def _supernode(args: argparse.Namespace) -> int:
     from fedssl.deploy.roles import INSECURE_WARNING, DeployError, supernode_command
-    from fedssl.experiments.flwr_cli import process_env
+    from fedssl.launch import process_env
 
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
@@ -191,7 +191,7 @@ def _connect(args: argparse.Namespace) -> int:
 
 def _cli():
     from fedssl.deploy.roles import flwr_home
-    from fedssl.experiments.flwr_cli import FlwrCli, process_env
+    from fedssl.launch import FlwrCli, process_env
 
     home = flwr_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -207,14 +207,13 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from fedssl.cli import report_outcome
-    from fedssl.config import RunConfig, load_defaults, parse_overrides, paths_elsewhere
-    from fedssl.experiments.progress import RoundProgress
+    from fedssl.config import parse_overrides
     from fedssl.experiments.spec import load_experiment
+    from fedssl.launch import RoundProgress, report_outcome, resolve_config
 
     base = load_experiment(args.experiment).base if args.experiment else {}
-    with paths_elsewhere():  # they name files on the SuperLink's and SuperNodes' machines
-        cfg = RunConfig.from_run_config(load_defaults() | base | parse_overrides(args.overrides))
+    # Paths name files on the SuperLink's and SuperNodes' machines: not checked or resolved here.
+    cfg = resolve_config(base, parse_overrides(args.overrides), paths_elsewhere=True)
     cli = _cli()
     with RoundProgress(cfg.num_server_rounds, quiet=args.quiet) as bar:
         outcome = cli.run(args.connection, cfg.to_run_config(), on_line=bar.write,

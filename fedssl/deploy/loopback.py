@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fedssl.deploy.credentials import Credentials
-from fedssl.experiments.flwr_cli import FlwrCli, free_port, json_output, process_env
+from fedssl.launch.flwr_cli import FlwrCli, free_port, json_output, process_env
 
 __all__ = ["LoopbackFederation", "is_alive", "process_tree"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from fedssl.deploy.credentials import Credentials
-from fedssl.experiments.flwr_cli import FlwrCli, flwr_bin, json_output
+from fedssl.launch.flwr_cli import FlwrCli, flwr_bin, json_output
 
 __all__ = [
     "DEFAULT_CONNECTION",

@@ -17,9 +17,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from fedssl.config import ConfigError
-from fedssl.experiments.launcher import Federation, LocalSuperLink
-from fedssl.experiments.progress import RoundProgress
 from fedssl.experiments.spec import ExperimentSpec, Variant
+from fedssl.launch import Federation, LocalSuperLink, RoundProgress, resolve_config
 
 __all__ = ["results_table", "rewrite_report", "rounds_to_target", "run_experiment",
            "summary_metrics", "write_report"]
@@ -35,8 +34,6 @@ def run_experiment(
     quiet: bool = False,
 ) -> int:
     """Run all variants; returns 0 when every run completed, 1 otherwise."""
-    from fedssl.cli import resolve_config
-
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = (runs_dir / f"{spec.name}-{stamp}").resolve()
     variants = spec.variants()

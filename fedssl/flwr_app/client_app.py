@@ -1,4 +1,9 @@
-"""Flower ClientApp: unpack the message, call the client task, reply with arrays and metrics."""
+"""Flower ClientApp: unpack the message, call the client task, reply with arrays and metrics.
+
+The train message becomes the task's :class:`~fedssl.clients.RoundInstructions` (which find
+the strategy's client half by the message's keys); the node's ``Context.state`` keeps what a
+rule keeps between rounds (FedVSSL's local heads). No strategy is imported here.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedssl.clients import get_task
-from fedssl.clients.partial import merge_partial, recall_local, remember_local
+from fedssl.clients import ClientTask, RoundInstructions, get_task
+from fedssl.common import messages
 from fedssl.config import RunConfig
-from fedssl.strategies.fedrepopt import GRAD_SCALES_KEY
+
+__all__ = ["app", "inject_fault"]
 
 app = ClientApp()
 
@@ -27,24 +33,23 @@ def _config(items: frozenset, node_data_dir: str) -> RunConfig:
     return RunConfig.from_run_config(run_config)
 
 
-def _setup(context: Context):
+def _setup(context: Context) -> tuple[RunConfig, ClientTask, int, int]:
     cfg = _config(frozenset(context.run_config.items()),
                   str(context.node_config.get("data-dir", "")))
-    pid = int(context.node_config["partition-id"])
-    num_partitions = int(context.node_config["num-partitions"])
-    task = get_task(cfg.task)
-    return cfg, task, pid, num_partitions
+    pid = int(context.node_config[messages.PARTITION_ID])
+    return cfg, get_task(cfg.task), pid, int(context.node_config[messages.NUM_PARTITIONS])
 
 
-def _incoming_state(
-    msg: Message, context: Context, cfg: RunConfig
-) -> tuple[dict[str, torch.Tensor], bool]:
-    """The server's arrays, or with partial-prefix set, its shared part plus our own rest;
-    and whether our own arrays were used."""
-    state = msg.content["arrays"].to_torch_state_dict()
-    if not cfg.partial_prefix:
-        return state, False
-    return merge_partial(state, recall_local(context.state), cfg.partial_prefix)
+def _instructions(msg: Message, cfg: RunConfig) -> RoundInstructions:
+    extra = {key: record.to_torch_state_dict()
+             for key, record in msg.content.array_records.items() if key != messages.ARRAYS}
+    return RoundInstructions.from_message(dict(msg.content[messages.CONFIG]), extra, cfg)
+
+
+def _kept(context: Context) -> dict[str, torch.Tensor] | None:
+    if messages.LOCAL_ARRAYS not in context.state.array_records:
+        return None
+    return dict(context.state.array_records[messages.LOCAL_ARRAYS].to_torch_state_dict())
 
 
 @app.train()
@@ -52,58 +57,40 @@ def train(msg: Message, context: Context) -> Message:
     cfg, task, pid, num_partitions = _setup(context)
     if pid == cfg.fault_partition and cfg.fault_kind == "raise":
         raise RuntimeError(f"fault injected in partition {pid} (fault-kind=raise)")
-    config = msg.content["config"]
+    instructions = _instructions(msg, cfg)
     model = task.cached_model(cfg)
-    state, kept_local = _incoming_state(msg, context, cfg)
+    state, _ = instructions.start_state(msg.content[messages.ARRAYS].to_torch_state_dict(),
+                                        _kept(context))
     model.load_state_dict(state)
-    metrics = task.train(
-        model,
-        cfg,
-        partition_id=pid,
-        num_partitions=num_partitions,
-        server_round=int(config["server-round"]),
-        proximal_mu=float(config.get("proximal-mu", 0.0)),
-        grad_scales=_grad_scales(msg),
-    )
+    metrics = task.train(model, cfg, partition_id=pid, num_partitions=num_partitions,
+                         instructions=instructions)
     state = model.state_dict()
-    if cfg.partial_prefix:
-        remember_local(context.state, state, cfg.partial_prefix)
-        # 1 when this round started from the client's own non-shared arrays.
-        metrics["partial-local-arrays"] = int(kept_local)
+    if (kept := instructions.keep(state)) is not None:
+        context.state[messages.LOCAL_ARRAYS] = ArrayRecord(kept)
+    metrics |= instructions.reply_metrics()
     if pid == cfg.fault_partition:
         state = inject_fault(state, cfg.fault_kind)
-    return Message(
-        RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}),
-        reply_to=msg,
-    )
-
-
-def _grad_scales(msg: Message) -> dict[str, torch.Tensor] | None:
-    """FedRepOpt's per-channel scales, when the strategy sent them with the instructions."""
-    if GRAD_SCALES_KEY not in msg.content.array_records:
-        return None
-    return msg.content.array_records[GRAD_SCALES_KEY].to_torch_state_dict()
+    return Message(RecordDict({messages.ARRAYS: ArrayRecord(state),
+                               messages.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     cfg, task, pid, num_partitions = _setup(context)
     model = task.cached_model(cfg)
-    model.load_state_dict(_incoming_state(msg, context, cfg)[0])
+    state, _ = _instructions(msg, cfg).start_state(
+        msg.content[messages.ARRAYS].to_torch_state_dict(), _kept(context))
+    model.load_state_dict(state)
     metrics = task.evaluate_local(model, cfg, partition_id=pid, num_partitions=num_partitions)
-    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({messages.METRICS: MetricRecord(metrics)}), reply_to=msg)
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds (node ids are random per run)."""
-    metrics = MetricRecord(
-        {
-            "partition-id": int(context.node_config["partition-id"]),
-            "num-partitions": int(context.node_config["num-partitions"]),
-        }
-    )
-    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+    metrics = MetricRecord({key: int(context.node_config[key])
+                            for key in (messages.PARTITION_ID, messages.NUM_PARTITIONS)})
+    return Message(RecordDict({messages.METRICS: metrics}), reply_to=msg)
 
 
 def inject_fault(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
-"""Audio backbones selected by name: log-mel ``(B, 1, T, F)`` in, features ``(B, D)`` out.
+"""Audio backbones: log-mel ``(B, 1, T, F)`` in, features ``(B, D)`` out.
 
 >>> backbone = build_audio_backbone("audio-rep-inceptionnext-tiny")
 
-Each entry is a builder ``() -> nn.Module`` whose module has an int ``feature_dim``. A new
-audio family (an audio-visual or a video encoder of the roadmap) is one more registration.
+AudioInceptionNeXt and AudioRepInceptionNeXt register here in :data:`fedssl.models.MODELS`
+(``kind="backbone"``, ``modalities=("audio",)``); VAN-LSKA registers in its own family module
+for images and audio alike. A new audio family is one more registration.
 """
 
 from __future__ import annotations
@@ -17,23 +18,24 @@ from fedssl.models.audio_inception import (
     audio_inceptionnext,
     audio_rep_inceptionnext,
 )
-from fedssl.models.lska import VAN_CONFIGS, VANLSKA
-from fedssl.models.registry import Registry
+from fedssl.models.base import MODELS
+from fedssl.models.builders import build_backbone
+from fedssl.models.lska import VAN_CONFIGS
 
-__all__ = ["AUDIO_BACKBONES", "AUDIO_BACKBONE_REGISTRY", "build_audio_backbone"]
-
-AUDIO_BACKBONE_REGISTRY: Registry = Registry("audio backbone")
+__all__ = ["AUDIO_BACKBONES", "build_audio_backbone"]
 
 for _variant in AUDIO_INCEPTION_VARIANTS:
-    AUDIO_BACKBONE_REGISTRY.register(f"audio-inceptionnext-{_variant}")(
-        functools.partial(audio_inceptionnext, _variant, num_classes=0, in_chans=1))
-    AUDIO_BACKBONE_REGISTRY.register(f"audio-rep-inceptionnext-{_variant}")(
-        functools.partial(audio_rep_inceptionnext, _variant, num_classes=0, in_chans=1))
-for _size in VAN_CONFIGS:
-    AUDIO_BACKBONE_REGISTRY.register(f"van-lska-{_size}")(
-        functools.partial(VANLSKA, VAN_CONFIGS[_size], in_chans=1, num_classes=0))
+    MODELS.register(f"audio-inceptionnext-{_variant}",
+                    functools.partial(audio_inceptionnext, _variant, num_classes=0),
+                    kind="backbone", modalities=("audio",))
+    MODELS.register(f"audio-rep-inceptionnext-{_variant}",
+                    functools.partial(audio_rep_inceptionnext, _variant, num_classes=0),
+                    kind="backbone", modalities=("audio",), reparameterizable=True)
 
-AUDIO_BACKBONES: tuple[str, ...] = AUDIO_BACKBONE_REGISTRY.names()
+AUDIO_BACKBONES: tuple[str, ...] = (
+    *(n for n in MODELS.names(kind="backbone", modalities="audio") if n.startswith("audio-")),
+    *(f"van-lska-{size}" for size in VAN_CONFIGS),
+)
 
 
 def build_audio_backbone(name: str) -> nn.Module:
@@ -44,4 +46,4 @@ def build_audio_backbone(name: str) -> nn.Module:
     ValueError
         Unknown ``name`` (the message lists the valid ones).
     """
-    return AUDIO_BACKBONE_REGISTRY.get(name)()
+    return build_backbone(name, modality="audio")

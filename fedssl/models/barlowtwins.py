@@ -15,7 +15,8 @@ from fedssl.models.transforms import DEFAULT_VIEWS, ViewOptions
 __all__ = ["BarlowTwins"]
 
 
-@SSL_REGISTRY.register("barlowtwins")
+@SSL_REGISTRY.register("barlowtwins", objective="feature-matching", views=2,
+                       modalities=("image", "audio"))
 class BarlowTwins(SSLModel):
     """Barlow Twins with lightly's 3-layer projector and loss (``lambda=5e-3``).
 

@@ -1,8 +1,13 @@
 """The SSL model base class and the two registries that the family modules fill in.
 
-Backbone families register a keyword-only builder ``(*, image_size) -> nn.Module`` in
-:data:`BACKBONE_REGISTRY`; SSL methods register their :class:`SSLModel` subclass in
-:data:`SSL_REGISTRY`.
+:data:`MODELS` holds every network a run config names with ``model``, tagged with its
+``kind`` (``"backbone"``: features out; ``"classifier"``: logits out), the ``modalities`` it
+takes, and its ``family`` where one applies (``"repopt"``). A backbone builder is keyword-only:
+``(*, image_size)`` for images, ``(*, in_chans)`` for log-mel spectrograms (see
+:func:`fedssl.models.build_backbone`). :data:`SSL_REGISTRY` holds the self-supervised methods
+(``ssl-method``), each an :class:`SSLModel`-like class with ``from_options``, tagged with its
+``objective`` (``"feature-matching"`` or ``"predictive"``), the ``views`` per sample it
+trains on and the ``modalities`` it fits.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import torch
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from torch import nn
 
-from fedssl.models.registry import Registry
+from fedssl.common.registry import Registry
 
 __all__ = [
     "BACKBONE_REGISTRY",
+    "MODELS",
     "SSL_REGISTRY",
     "BackboneBuilder",
     "SSLModel",
@@ -28,7 +34,9 @@ __all__ = [
 
 BackboneBuilder = Callable[..., nn.Module]
 
-BACKBONE_REGISTRY: Registry[BackboneBuilder] = Registry("backbone")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+# The name the backbone families registered under before MODELS held every kind of network.
+BACKBONE_REGISTRY = MODELS
 SSL_REGISTRY: Registry[type[SSLModel]] = Registry("SSL method")
 
 
@@ -46,12 +54,18 @@ class SSLOptions:
         NT-Xent temperature (SimCLR only).
     byol_momentum
         Starting EMA momentum of BYOL's target branch; it follows a cosine schedule to 1.0.
+    num_segments
+        Segments per clip of clip-order prediction (``num_segments!`` orders).
+
+    The defaults are the run config's (``fedssl.config.RunConfig``), so a model built here
+    with defaults is the model a default run trains.
     """
 
     projection_dim: int = 128
     hidden_dim: int = 512
-    temperature: float = 0.5
+    temperature: float = 0.1
     byol_momentum: float = 0.99
+    num_segments: int = 3
 
     def __post_init__(self) -> None:
         if self.projection_dim < 1:
@@ -62,6 +76,8 @@ class SSLOptions:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.byol_momentum <= 1.0:
             raise ValueError(f"byol_momentum must be in [0, 1], got {self.byol_momentum}")
+        if not 2 <= self.num_segments <= 5:
+            raise ValueError(f"num_segments must be in 2..5, got {self.num_segments}")
 
 
 def feature_dim_of(backbone: nn.Module) -> int:

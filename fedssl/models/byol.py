@@ -47,7 +47,8 @@ def build_byol_views(*, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
     )
 
 
-@SSL_REGISTRY.register("byol")
+@SSL_REGISTRY.register("byol", objective="feature-matching", views=2,
+                       modalities=("image", "audio"))
 class BYOL(SSLModel):
     """BYOL with lightly's heads; the target branch is an EMA of the online branch.
 

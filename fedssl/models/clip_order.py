@@ -17,11 +17,12 @@ import math
 import torch
 from torch import nn
 
-from fedssl.models.base import feature_dim_of
+from fedssl.models.base import SSL_REGISTRY, SSLOptions, feature_dim_of
 
 __all__ = ["ClipOrder"]
 
 
+@SSL_REGISTRY.register("clip-order", objective="predictive", views=1, modalities=("audio",))
 class ClipOrder(nn.Module):
     """Backbone + VCOP-style pairwise order head with a cross-entropy loss.
 
@@ -55,6 +56,11 @@ class ClipOrder(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(num_pairs * hidden_dim, len(self.orders)))
         self.criterion = nn.CrossEntropyLoss()
+
+    @classmethod
+    def from_options(cls, backbone: nn.Module, options: SSLOptions) -> ClipOrder:
+        """Build from the options every SSL method takes (uses num_segments, hidden_dim)."""
+        return cls(backbone, num_segments=options.num_segments, hidden_dim=options.hidden_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features of whole clips ``(B, feature_dim)`` (what evaluation uses)."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from fedssl.models.base import BACKBONE_REGISTRY
+from fedssl.models.base import MODELS
 from fedssl.models.transforms import check_image_size
 
 __all__ = [
@@ -266,19 +266,19 @@ def van_lska_base(**kwargs) -> VANLSKA:
     return _van("base", **kwargs)
 
 
-def _register_image_backbone(size: str) -> None:
-    # As an image backbone (task=image-ssl) it takes RGB; the audio registry builds the
-    # one-channel version for spectrograms under the same name.
-    def build(*, image_size: int = 32) -> VANLSKA:
+def _register_backbone(size: str) -> None:
+    # One name for both modalities: RGB images (image-ssl), or one-channel log-mel
+    # spectrograms (audio-ssl, in_chans=1).
+    def build(*, image_size: int = 32, in_chans: int = 3) -> VANLSKA:
         if check_image_size(image_size) < 32:
             raise ValueError(f"van-lska-{size} downsamples 32x; image_size must be >= 32, "
                              f"got {image_size}")
-        return VANLSKA(VAN_CONFIGS[size], in_chans=3, num_classes=0)
+        return VANLSKA(VAN_CONFIGS[size], in_chans=in_chans, num_classes=0)
 
-    build.__doc__ = (f"VAN-LSKA-{size.capitalize()} image backbone, feature_dim "
+    build.__doc__ = (f"VAN-LSKA-{size.capitalize()} backbone, feature_dim "
                      f"{VAN_CONFIGS[size].dims[-1]}.")
-    BACKBONE_REGISTRY.register(f"van-lska-{size}")(build)
+    MODELS.register(f"van-lska-{size}", build, kind="backbone", modalities=("image", "audio"))
 
 
 for _size in ("tiny", "small", "base"):
-    _register_image_backbone(_size)
+    _register_backbone(_size)

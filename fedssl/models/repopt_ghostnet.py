@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedssl.models.repopt import (
+from fedssl.models.repopt_blocks import (
     RepOptBlock,
     ScaleLayer,
     as_channel_scale,

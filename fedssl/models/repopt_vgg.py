@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fedssl.models.repopt import (
+from fedssl.models.repopt_blocks import (
     RepOptBlock,
     ScaleLayer,
     as_channel_scale,

@@ -14,7 +14,8 @@ from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, chec
 __all__ = ["SimCLR"]
 
 
-@SSL_REGISTRY.register("simclr")
+@SSL_REGISTRY.register("simclr", objective="feature-matching", views=2,
+                       modalities=("image", "audio"))
 class SimCLR(SSLModel):
     """SimCLR with lightly's 2-layer projection head and NT-Xent loss.
 

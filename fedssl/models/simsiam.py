@@ -14,7 +14,8 @@ from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, chec
 __all__ = ["SimSiam"]
 
 
-@SSL_REGISTRY.register("simsiam")
+@SSL_REGISTRY.register("simsiam", objective="feature-matching", views=2,
+                       modalities=("image", "audio"))
 class SimSiam(SSLModel):
     """SimSiam with lightly's 3-layer projector and bottleneck predictor.
 

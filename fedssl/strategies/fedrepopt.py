@@ -12,10 +12,13 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedssl.common.messages import GRAD_SCALES
+
 __all__ = ["GRAD_SCALES_KEY", "FedRepOpt", "scales_record"]
 
-# The key of the scales' ArrayRecord in a training message; the ClientApp looks for it.
-GRAD_SCALES_KEY = "grad-scales"
+# The key of the scales' ArrayRecord in a training message (fedssl.common.messages); the
+# client half that consumes it is fedssl.clients.repopt.RepOptMasks.
+GRAD_SCALES_KEY = GRAD_SCALES
 
 
 def scales_record(scales: Mapping[str, torch.Tensor | np.ndarray]) -> ArrayRecord:
@@ -44,7 +47,8 @@ class FedRepOpt(FedAvg):
     Aggregation is Flower's sample-weighted FedAvg (the authors' ``Reopt_FedAvg``); only the
     plain weights travel. The scales ride along with every training instruction under
     ``"grad-scales"`` (a few KB), so clients need no local file; each client builds the masks
-    and trains with :class:`fedssl.clients.repopt.RepOptSGD`.
+    and trains with :class:`fedssl.clients.repopt.RepOptSGD` (the client half
+    :class:`fedssl.clients.repopt.RepOptMasks`).
 
     Parameters
     ----------

@@ -1,9 +1,26 @@
-"""Name -> Flower strategy builder. An unknown name raises ValueError listing the valid ones."""
+"""The strategy registry: name -> Flower strategy builder, tagged.
+
+Each entry is a builder ``(StrategyParams) -> Strategy``. Tags:
+
+``replaces_mean``
+    ``True`` for strategies that replace the client mean (L-DAWA, FedVSSL) and so hand their
+    result to a server optimiser (``server-optimizer``).
+``check``
+    ``(cfg, models) -> list[str]``: what in the run config does not fit the strategy (each
+    entry a whole sentence naming the key, the value and the fix). The composer asks it and
+    hands it the model registry (``models.tags(name)``, ``models.names(**tags)``), which this
+    package does not import.
+``warn``
+    ``(cfg) -> list[str]``: settings that are valid but probably not meant (logged).
+
+An unknown name raises ValueError listing the valid ones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
@@ -20,9 +37,15 @@ from flwr.serverapp.strategy import (
 )
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from fedssl.common.messages import IDENTITY_METRICS
+from fedssl.common.registry import Registry
+from fedssl.common.scales import load_scales
 from fedssl.strategies.fedrepopt import FedRepOpt
 from fedssl.strategies.fedvssl import FedVSSL
-from fedssl.strategies.ldawa import LDAWA
+from fedssl.strategies.ldawa import LDAWA, LDAWA_WEIGHTINGS
+
+if TYPE_CHECKING:
+    from fedssl.config import RunConfig
 
 __all__ = [
     "ACCEPTS_SERVER_OPTIMIZER",
@@ -32,10 +55,6 @@ __all__ = [
     "StrategyParams",
     "build_strategy",
 ]
-
-# Metrics that identify a reply rather than measure it: never averaged across clients.
-IDENTITY_METRICS = ("partition-id",)
-
 
 @dataclass(frozen=True)
 class StrategyParams:
@@ -92,7 +111,39 @@ def _betas(p: StrategyParams) -> dict:
     return {"beta_1": p.fedopt_beta1, "beta_2": p.fedopt_beta2}
 
 
-STRATEGIES: dict[str, Callable[[StrategyParams], Strategy]] = {
+def _check_ldawa(cfg: RunConfig, models: Registry) -> list[str]:
+    if cfg.ldawa_weighting not in LDAWA_WEIGHTINGS:
+        return [f"ldawa-weighting={cfg.ldawa_weighting!r} is not valid; choose one of: "
+                f"{', '.join(LDAWA_WEIGHTINGS)}"]
+    return []
+
+
+def _warn_fedvssl(cfg: RunConfig) -> list[str]:
+    if not cfg.partial_prefix:
+        return ["strategy=fedvssl with partial-prefix empty: clients load the whole global "
+                "model (the paper's FedVSSL uses partial-prefix=backbone.)"]
+    return []
+
+
+def _check_fedrepopt(cfg: RunConfig, models: Registry) -> list[str]:
+    wrong = []
+    if cfg.task != "image-classification":
+        wrong.append(f"task={cfg.task!r} (needs image-classification)")
+    if models.tags(cfg.model).get("family") != "repopt":
+        wrong.append(f"model={cfg.model!r} (needs one of "
+                     f"{', '.join(models.names(family='repopt'))})")
+    if cfg.repopt_mode != "target":
+        wrong.append(f"repopt-mode={cfg.repopt_mode!r} (needs target)")
+    if not cfg.repopt_scales:
+        wrong.append("repopt-scales='' (needs the file `fedssl hyper-search` writes)")
+    if wrong:
+        return ["strategy=fedrepopt trains a plain RepOpt model with masked gradients; fix: "
+                + "; ".join(wrong)]
+    return []
+
+
+STRATEGIES: Registry[Callable[[StrategyParams], Strategy]] = Registry("strategy")
+for _name, _build in {
     "fedavg": lambda p: FedAvg(**_common(p)),
     "fedavgm": lambda p: FedAvgM(
         **_common(p), server_learning_rate=p.server_lr, server_momentum=p.server_momentum
@@ -104,15 +155,21 @@ STRATEGIES: dict[str, Callable[[StrategyParams], Strategy]] = {
     "fedmedian": lambda p: FedMedian(**_common(p)),
     "fedtrimmedavg": lambda p: FedTrimmedAvg(**_common(p), beta=p.trimmed_beta),
     "krum": lambda p: Krum(**_common(p), num_malicious_nodes=p.krum_num_malicious),
-    "ldawa": lambda p: LDAWA(
-        _server_optimizer(p), warmup_rounds=p.ldawa_warmup_rounds, weighting=p.ldawa_weighting
-    ),
-    "fedvssl": lambda p: FedVSSL(_server_optimizer(p), alpha=p.fedvssl_alpha, beta=p.fedvssl_beta),
-    "fedrepopt": lambda p: FedRepOpt(_repopt_scales(p), **_common(p)),
-}
+}.items():
+    STRATEGIES.register(_name, _build, replaces_mean=False)
+STRATEGIES.register(
+    "ldawa",
+    lambda p: LDAWA(_server_optimizer(p), warmup_rounds=p.ldawa_warmup_rounds,
+                    weighting=p.ldawa_weighting),
+    replaces_mean=True, check=_check_ldawa)
+STRATEGIES.register(
+    "fedvssl", lambda p: FedVSSL(_server_optimizer(p), alpha=p.fedvssl_alpha, beta=p.fedvssl_beta),
+    replaces_mean=True, warn=_warn_fedvssl)
+STRATEGIES.register("fedrepopt", lambda p: FedRepOpt(_repopt_scales(p), **_common(p)),
+                    replaces_mean=False, check=_check_fedrepopt)
 
 # Strategies that replace the client mean and so can hand it to a server optimiser.
-ACCEPTS_SERVER_OPTIMIZER = ("ldawa", "fedvssl")
+ACCEPTS_SERVER_OPTIMIZER = STRATEGIES.names(replaces_mean=True)
 
 # What strategies that replace the client mean (ldawa, fedvssl) may hand their result to:
 # Flower's FedAvg (no server optimiser) or one of its server-optimiser subclasses.
@@ -129,8 +186,6 @@ def _repopt_scales(p: StrategyParams) -> dict:
     if not p.repopt_scales:
         raise ValueError("strategy=fedrepopt needs repopt-scales, the file `fedssl hyper-search` "
                          "writes")
-    from fedssl.clients.hyper_search import load_scales
-
     return load_scales(p.repopt_scales)
 
 
@@ -146,10 +201,6 @@ def _server_optimizer(p: StrategyParams) -> FedAvg:
 
 def build_strategy(name: str, params: StrategyParams) -> Strategy:
     """Build the Flower strategy registered under ``name``."""
-    try:
-        builder = STRATEGIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
-        ) from None
-    return builder(params)
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](params)

@@ -195,7 +195,7 @@ class WandbSink:
         self, server_round: int, phase: str, partition: int, metrics: Mapping[str, Any]
     ) -> None:
         """Queue one client's reply (``GuardedStrategy.on_client_metrics``) for its round."""
-        from fedssl.strategies.registry import IDENTITY_METRICS
+        from fedssl.common.messages import IDENTITY_METRICS
 
         values = {k: v for k, v in _numbers(metrics).items() if k not in IDENTITY_METRICS}
         self._client_rows.setdefault(phase, []).append((server_round, partition, values))

@@ -2,8 +2,10 @@
 
 ``flwr run`` exits 0 as soon as a run is submitted, even when the ServerApp later crashes
 (flower.md, pitfall 3), so the outcome is taken from ``flwr ls --run-id``. Used for the
-private simulation SuperLink (:mod:`fedssl.experiments.launcher`) and for deployment
-(``fedssl deploy submit``).
+private simulation SuperLink (:mod:`fedssl.launch.local_superlink`) and for deployment
+(``fedssl deploy``: :mod:`fedssl.deploy.roles`, ``submit``). Also the one environment Flower's
+processes get (:func:`process_env`) and the reader of the CLI's JSON output
+(:func:`json_output`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def json_output(text: str) -> dict:
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """How a submitted run ended: its id, Flower's final status and where its results are."""
+
     run_id: str
     status: str
     details: str

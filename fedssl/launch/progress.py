@@ -1,4 +1,8 @@
-"""A round progress bar that shares the terminal with the streamed Flower log."""
+"""A round progress bar that shares the terminal with the streamed Flower log.
+
+Shown by ``fedssl run``, ``fedssl experiment`` (one bar per variant) and ``fedssl deploy
+submit`` while :meth:`fedssl.launch.flwr_cli.FlwrCli.run` streams the run's log.
+"""
 
 from __future__ import annotations
 

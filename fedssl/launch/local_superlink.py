@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedssl.experiments.flwr_cli import (
+from fedssl.launch.flwr_cli import (
     APP_DIR,
     FlwrCli,
     RunOutcome,
@@ -42,8 +42,6 @@ __all__ = [
     "APP_DIR", "Federation", "LocalSuperLink", "RayClusterUnreachable", "RunOutcome",
     "check_ray_cluster", "parse_ray_address",
 ]
-
-
 
 # ``HOST:PORT`` is the head's GCS address (``ray start --head --port``); ``ray://HOST:PORT`` is
 # its Ray Client server (``--ray-client-server-port``, default 10001). Both were run end to end.

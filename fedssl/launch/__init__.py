@@ -1,0 +1,52 @@
+"""Starting runs and following them: everything between a command line and Flower.
+
+- :mod:`~fedssl.launch.overrides`: the one merge of defaults, experiment base and
+  ``key=value`` overrides into a validated :class:`~fedssl.config.RunConfig`.
+- :mod:`~fedssl.launch.local_superlink`: a private simulation SuperLink per ``fedssl run`` /
+  ``fedssl experiment``, optionally on an existing Ray cluster (address checks included).
+- :mod:`~fedssl.launch.flwr_cli`: the ``flwr`` CLI: submit, stream the log, read the real
+  final status; the environment of Flower's processes. Simulation and deployment alike.
+- :mod:`~fedssl.launch.progress`: the round progress bar.
+- :mod:`~fedssl.launch.report`: the headline results (or the failure) and the exit code.
+
+Used by :mod:`fedssl.cli`, :mod:`fedssl.experiments` and :mod:`fedssl.deploy`; of ``fedssl``
+it imports only :mod:`fedssl.config` and :mod:`fedssl.tracking.checkpoint` (to resume).
+"""
+
+from fedssl.launch.flwr_cli import (
+    APP_DIR,
+    FlwrCli,
+    RunOutcome,
+    flwr_bin,
+    free_port,
+    json_output,
+    process_env,
+)
+from fedssl.launch.local_superlink import (
+    Federation,
+    LocalSuperLink,
+    RayClusterUnreachable,
+    check_ray_cluster,
+    parse_ray_address,
+)
+from fedssl.launch.overrides import resolve_config
+from fedssl.launch.progress import RoundProgress
+from fedssl.launch.report import report_outcome
+
+__all__ = [
+    "APP_DIR",
+    "Federation",
+    "FlwrCli",
+    "LocalSuperLink",
+    "RayClusterUnreachable",
+    "RoundProgress",
+    "RunOutcome",
+    "check_ray_cluster",
+    "flwr_bin",
+    "free_port",
+    "json_output",
+    "parse_ray_address",
+    "process_env",
+    "report_outcome",
+    "resolve_config",
+]
