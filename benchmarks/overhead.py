@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedssl.clients import get_task
+from fedssl.clients import RoundInstructions, get_task
 from fedssl.config import parse_overrides
 from fedssl.launch import Federation, LocalSuperLink, resolve_config
 
@@ -53,7 +53,7 @@ def replay(cfg, num_partitions: int, threads: int) -> list[float]:
         for pid in range(num_partitions):
             model.load_state_dict(global_state)
             metrics = task.train(model, cfg, partition_id=pid, num_partitions=num_partitions,
-                                 server_round=rnd)
+                                 instructions=RoundInstructions(server_round=rnd))
             states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             weights.append(metrics["num-examples"])
         total = sum(weights)

@@ -14,6 +14,7 @@ and its extra array records as state dicts.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ __all__ = ["LOCAL_RULES", "LocalRule", "RoundInstructions", "StateDict"]
 StateDict = dict[str, torch.Tensor]
 
 
-class LocalRule:
+class LocalRule(ABC):
     """One strategy's client half. Override only the hooks the strategy needs.
 
     Subclasses register with ``@LOCAL_RULES.register(name)`` and implement
@@ -39,10 +40,10 @@ class LocalRule:
     """
 
     @classmethod
+    @abstractmethod
     def from_message(cls, config: Mapping[str, Any], arrays: Mapping[str, StateDict],
                      cfg: RunConfig) -> LocalRule | None:
         """The rule for this round, or ``None`` when the message does not ask for it."""
-        raise NotImplementedError(f"{cls.__name__} must say when a round calls for it")
 
     def start_state(self, incoming: StateDict, kept: StateDict | None
                     ) -> tuple[StateDict, bool] | None:

@@ -29,7 +29,11 @@ class BarlowTwins(SSLModel):
     """
 
     def __init__(
-        self, backbone: nn.Module, *, projection_dim: int = 128, hidden_dim: int = 512
+        self,
+        backbone: nn.Module,
+        *,
+        projection_dim: int = SSLOptions.projection_dim,
+        hidden_dim: int = SSLOptions.hidden_dim,
     ) -> None:
         super().__init__(backbone)
         self.projection_head = BarlowTwinsProjectionHead(

@@ -70,9 +70,9 @@ class BYOL(SSLModel):
         self,
         backbone: nn.Module,
         *,
-        projection_dim: int = 128,
-        hidden_dim: int = 512,
-        momentum: float = 0.99,
+        projection_dim: int = SSLOptions.projection_dim,
+        hidden_dim: int = SSLOptions.hidden_dim,
+        momentum: float = SSLOptions.byol_momentum,
     ) -> None:
         super().__init__(backbone)
         if not 0.0 <= momentum <= 1.0:

@@ -33,9 +33,9 @@ class SimCLR(SSLModel):
         self,
         backbone: nn.Module,
         *,
-        projection_dim: int = 128,
-        hidden_dim: int = 512,
-        temperature: float = 0.5,
+        projection_dim: int = SSLOptions.projection_dim,
+        hidden_dim: int = SSLOptions.hidden_dim,
+        temperature: float = SSLOptions.temperature,
     ) -> None:
         super().__init__(backbone)
         self.projection_head = SimCLRProjectionHead(
