@@ -15,7 +15,6 @@ from fedssl.launch import (
     RoundProgress,
     check_ray_cluster,
     report_outcome,
-    resolve_config,
 )
 
 __all__ = ["main"]
@@ -129,6 +128,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_experiment(args.experiment) if args.experiment else None
     base = spec.base if spec else {}
+    from fedssl.launch.overrides import resolve_config
+
     cfg = resolve_config(base, parse_overrides(args.overrides), default_root=args.runs_dir)
     federation = _federation(args, spec)
 

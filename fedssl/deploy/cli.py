@@ -209,7 +209,8 @@ def _register(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from fedssl.config import parse_overrides
     from fedssl.experiments.spec import load_experiment
-    from fedssl.launch import RoundProgress, report_outcome, resolve_config
+    from fedssl.launch import RoundProgress, report_outcome
+    from fedssl.launch.overrides import resolve_config
 
     base = load_experiment(args.experiment).base if args.experiment else {}
     # Paths name files on the SuperLink's and SuperNodes' machines: not checked or resolved here.

@@ -18,7 +18,8 @@ from matplotlib.ticker import MaxNLocator
 
 from fedssl.config import ConfigError
 from fedssl.experiments.spec import ExperimentSpec, Variant
-from fedssl.launch import Federation, LocalSuperLink, RoundProgress, resolve_config
+from fedssl.launch import Federation, LocalSuperLink, RoundProgress
+from fedssl.launch.overrides import resolve_config
 
 __all__ = ["results_table", "rewrite_report", "rounds_to_target", "run_experiment",
            "summary_metrics", "write_report"]

@@ -9,9 +9,12 @@
 - :mod:`~fedssl.launch.progress`: the round progress bar.
 - :mod:`~fedssl.launch.report`: the headline results (or the failure) and the exit code.
 
-Used by :mod:`fedssl.cli`, :mod:`fedssl.experiments` and :mod:`fedssl.deploy`; of ``fedssl``
-it imports only :mod:`fedssl.config` and :mod:`fedssl.tracking.checkpoint` (to resume).
+Used by :mod:`fedssl.cli`, :mod:`fedssl.experiments` and :mod:`fedssl.deploy`. Importing the
+package stays light (no torch, no Flower server code): ``resolve_config``, which validates
+through :mod:`fedssl.compose` and so imports every registry, loads on first use.
 """
+
+from typing import Any
 
 from fedssl.launch.flwr_cli import (
     APP_DIR,
@@ -29,7 +32,6 @@ from fedssl.launch.local_superlink import (
     check_ray_cluster,
     parse_ray_address,
 )
-from fedssl.launch.overrides import resolve_config
 from fedssl.launch.progress import RoundProgress
 from fedssl.launch.report import report_outcome
 
@@ -50,3 +52,12 @@ __all__ = [
     "report_outcome",
     "resolve_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `fedssl deploy superlink` and `fedssl --help` need no registry.
+    if name == "resolve_config":
+        from fedssl.launch.overrides import resolve_config
+
+        return resolve_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
