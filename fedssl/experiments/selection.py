@@ -120,6 +120,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     fedssl.config.ConfigError
         If the stored config is no longer valid (e.g. a key this version does not know).
     """
+    from fedssl.compose import validate
     from fedssl.config import RunConfig
 
     path = Path(run_dir) / "config.json"
@@ -132,7 +133,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     stored.pop("run-dir", None)  # added by the ServerApp next to the run config
     # Scoring does not resume anything: a resumed run's source directory may be gone by now.
     stored["resume-from"] = ""
-    return RunConfig.from_run_config(stored)
+    return validate(RunConfig.from_run_config(stored))
 
 
 def _initial_model(task: ClientTask, cfg: RunConfig) -> torch.nn.Module:
