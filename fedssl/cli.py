@@ -14,6 +14,7 @@ from fedssl.launch import (
     RayClusterUnreachable,
     RoundProgress,
     check_ray_cluster,
+    claim_run_dir,
     report_outcome,
 )
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one federated experiment on a private local SuperLink")
     run.add_argument("--experiment", type=Path, help="experiment TOML whose [base] table to use")
+    run.add_argument("--overwrite", action="store_true",
+                     help="clear an existing run directory of the same name first (refused "
+                          "otherwise, so no earlier result is mixed into this run)")
     run.add_argument("overrides", nargs="*", metavar="key=value",
                      help="run-config overrides, e.g. strategy=fedyogi num-server-rounds=20")
     _federation_args(run)
@@ -132,6 +136,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(base, parse_overrides(args.overrides), default_root=args.runs_dir)
     federation = _federation(args, spec)
+    try:
+        federation.check_fits(cfg.min_available_nodes, cfg.min_train_nodes)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    claim_run_dir(cfg, overwrite=args.overwrite)
 
     print(f"fedssl: run directory {cfg.output_dir}", flush=True)
     with (LocalSuperLink(ray_address=federation.ray_address) as link,
@@ -142,9 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _federation(args: argparse.Namespace, spec) -> Federation:
-    num = args.num_supernodes or (spec.num_supernodes if spec else None) or 10
-    if num < 1:
-        raise ConfigError(f"--num-supernodes={num} must be >= 1")
+    num = next((n for n in (args.num_supernodes, spec.num_supernodes if spec else None)
+                if n is not None), 10)
     try:
         federation = Federation(num_supernodes=num, client_cpus=args.client_cpus,
                                 client_gpus=args.client_gpus, ray_address=args.ray_address)

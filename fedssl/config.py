@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import secrets
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,12 +27,14 @@ from typing import Any
 
 __all__ = [
     "PYPROJECT",
+    "RESUME_MAY_CHANGE",
     "ConfigError",
     "RunConfig",
     "check_local_paths",
     "load_defaults",
     "parse_overrides",
     "paths_elsewhere",
+    "resume_conflicts",
 ]
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -77,7 +81,9 @@ class RunConfig:
     num_server_rounds: int = _key(8, "federated rounds", min=1)
     seed: int = _key(0, "one seed for partitioning, sampling, init and augmentation", min=0)
     output_dir: str = _key("", "absolute run directory; empty: ~/fedssl-runs/<run-name>")
-    run_name: str = _key("", "run name (W&B name too); empty: <dataset>-<ssl-method>-<time>")
+    run_name: str = _key("", "run name (W&B name too), a plain name (letters, digits, . _ + = , -);"
+                         " empty: <dataset>-<ssl-method>-<strategy>-<time>-<random>",
+                         pattern=r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
     resume_from: str = _key("", "run directory whose checkpoint the run continues from")
     # --- server
     strategy: str = _key("fedavg", "Flower aggregation strategy", registry="strategies")
@@ -211,11 +217,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def default_run_name(self, what: str) -> str:
-        """``<dataset>-<what>-<strategy>-<timestamp>``, used when run-name is empty; ``what``
-        is the task's word for the run (the SSL method of an SSL run, the network of a
+        """``<dataset>-<what>-<strategy>-<timestamp>-<4 hex>``, used when run-name is empty;
+        ``what`` is the task's word for the run (the SSL method of an SSL run, the network of a
         classification run: :meth:`fedssl.clients.ClientTask.run_name`)."""
+        # The random tail keeps two runs started in the same second apart.
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return f"{self.dataset}-{what}-{self.strategy}-{stamp}"
+        return f"{self.dataset}-{what}-{self.strategy}-{stamp}-{secrets.token_hex(2)}"
 
     @property
     def tags(self) -> list[str]:
@@ -242,6 +249,9 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     key, rules = _toml_key(f.name), f.metadata
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={value!r} is not a finite number")
+    if "pattern" in rules and value and not re.fullmatch(rules["pattern"], value):
+        raise ConfigError(f"{key}={value!r} is not a plain name: use letters, digits and . _ + "
+                          "= , - (no path separators, not starting with . or -)")
     if "choices" in rules:
         valid = rules["choices"]
         if value not in valid:
@@ -255,6 +265,24 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     for rule, ok, symbol in bounds:
         if rule in rules and not ok(value, rules[rule]):
             raise ConfigError(f"{key}={value!r} is out of range; it must be {symbol} {rules[rule]}")
+
+
+# What a resumed run may set differently from the run it continues: more rounds, where it
+# writes and reports, how long it waits, how often it evaluates, fault injection for tests.
+# Everything else defines the run (data, model, method, strategy, seed, training settings).
+RESUME_MAY_CHANGE = frozenset({
+    "num-server-rounds", "resume-from", "output-dir", "run-name", "data-dir", "round-timeout",
+    "eval-every", "keep-round-models", "wandb-mode", "wandb-project", "wandb-group",
+    "wandb-tags", "fault-partition", "fault-kind",
+})
+
+
+def resume_conflicts(original: Mapping[str, Any], resumed: Mapping[str, Any]) -> list[str]:
+    """The keys that define a run and differ between its stored config and a resumed one,
+    each as ``key: was X, now Y`` (an empty list when the resume may go ahead)."""
+    return [f"{key}: was {original.get(key)!r}, now {value!r}"
+            for key, value in resumed.items()
+            if key not in RESUME_MAY_CHANGE and key in original and original[key] != value]
 
 
 def load_defaults(pyproject: Path = PYPROJECT) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Run config: defaults in pyproject agree with RunConfig; bad values fail with clear messages."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -88,6 +89,7 @@ def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
     from fedssl.tracking import save_checkpoint
 
     save_checkpoint(tmp_path, {"round": 3})
+    (tmp_path / "config.json").write_text(json.dumps(load_defaults()))  # as a run writes it
     with pytest.raises(ConfigError, match="already finished 3 rounds"):
         resolve_config({}, {"resume-from": str(tmp_path), "num-server-rounds": 3},
                        default_root=tmp_path)

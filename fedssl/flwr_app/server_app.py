@@ -9,11 +9,13 @@ and hand the summary to the callbacks.
 
 from __future__ import annotations
 
+import json
 import time
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
@@ -29,7 +31,7 @@ from fedssl.compose import (
     strategy_warnings,
     task_of,
 )
-from fedssl.config import RunConfig
+from fedssl.config import ConfigError, RunConfig, resume_conflicts
 from fedssl.strategies import GuardedStrategy, restore_strategy_state
 from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint
 
@@ -87,6 +89,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     if done >= cfg.num_server_rounds:
         raise ValueError(f"resume-from={cfg.resume_from!r} already finished {done} rounds; "
                          f"set num-server-rounds above {done} to continue")
+    if checkpoint:
+        _check_resume(cfg, run_dir)
     inner = build_strategy(cfg)
     run = RunContext(
         cfg=cfg, task=task, run_dir=run_dir, run_name=run_name, strategy=inner,
@@ -100,6 +104,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
 
     partition_of = discover_partitions(grid, cfg)
     run.num_partitions = len(partition_of)
+    if checkpoint:
+        _check_resume(cfg, run_dir, num_partitions=run.num_partitions)
     run.histograms = task.class_histograms(cfg, run.num_partitions)
     log(INFO, "%s %d partitions (%s), sizes %s", PROGRESS_PREFIX, run.num_partitions,
         cfg.partitioner, run.histograms.sum(axis=1).tolist())
@@ -163,6 +169,24 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         log(INFO, "%s final %s = %.4f", PROGRESS_PREFIX, key, value)
     log(INFO, "%s results in %s", PROGRESS_PREFIX, run_dir)
     return summary
+
+
+def _check_resume(cfg: RunConfig, run_dir: Path, num_partitions: int | None = None) -> None:
+    """Refuse to continue a run with settings that define it changed, before anything of the
+    original record is rewritten (deployment reaches here without the CLI's check)."""
+    stored = run_dir / "config.json"
+    if num_partitions is None and stored.is_file():
+        conflicts = resume_conflicts(json.loads(stored.read_text()), cfg.to_run_config())
+        if conflicts:
+            raise ConfigError(f"resume-from={cfg.resume_from!r}: these settings differ from "
+                              f"the run's own: {'; '.join(conflicts)}")
+    partitions = run_dir / "partitions.csv"
+    if num_partitions is not None and partitions.is_file():
+        had = len(pd.read_csv(partitions))
+        if had != num_partitions:
+            raise ConfigError(f"resume-from={cfg.resume_from!r}: the run had {had} partitions, "
+                              f"this federation has {num_partitions} nodes; resume it with "
+                              f"{had} (--num-supernodes {had})")
 
 
 def _guarded(inner: Any, run: RunContext, partition_of: dict[int, int]) -> GuardedStrategy:

@@ -7,6 +7,7 @@
 - :mod:`~fedssl.launch.flwr_cli`: the ``flwr`` CLI: submit, stream the log, read the real
   final status; the environment of Flower's processes. Simulation and deployment alike.
 - :mod:`~fedssl.launch.progress`: the round progress bar.
+- :mod:`~fedssl.launch.run_dir`: claiming a new run's directory, exclusively.
 - :mod:`~fedssl.launch.report`: the headline results (or the failure) and the exit code.
 
 Used by :mod:`fedssl.cli`, :mod:`fedssl.experiments` and :mod:`fedssl.deploy`. Importing the
@@ -34,6 +35,7 @@ from fedssl.launch.local_superlink import (
 )
 from fedssl.launch.progress import RoundProgress
 from fedssl.launch.report import report_outcome
+from fedssl.launch.run_dir import claim_run_dir
 
 __all__ = [
     "APP_DIR",
@@ -44,6 +46,7 @@ __all__ = [
     "RoundProgress",
     "RunOutcome",
     "check_ray_cluster",
+    "claim_run_dir",
     "flwr_bin",
     "free_port",
     "json_output",

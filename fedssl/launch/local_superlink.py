@@ -111,6 +111,12 @@ def check_ray_cluster(address: str, timeout: float = 10.0) -> None:
         channel.close()
 
 
+def _local_gpus() -> int:
+    import torch  # only when a GPU is asked for: torch takes a second to import
+
+    return torch.cuda.device_count()
+
+
 @dataclass(frozen=True)
 class Federation:
     """The simulated federation: how many SuperNodes and what each ClientApp may use.
@@ -126,8 +132,33 @@ class Federation:
     ray_address: str = ""
 
     def __post_init__(self) -> None:
+        # Refused here, before any process starts: Flower would otherwise fail 20-40 s into
+        # the run with a traceback or a Ray warning buried in its log.
+        if isinstance(self.num_supernodes, bool) or not isinstance(self.num_supernodes, int) \
+                or self.num_supernodes < 1:
+            raise ValueError(f"--num-supernodes={self.num_supernodes!r}: give a whole number "
+                             ">= 1 (the simulated clients)")
+        if not (float(self.client_cpus).is_integer() and self.client_cpus >= 1):
+            raise ValueError(f"--client-cpus={self.client_cpus:g}: give a whole number >= 1 "
+                             "(Flower's simulation stores it as an integer)")
+        if not self.client_gpus >= 0:
+            raise ValueError(f"--client-gpus={self.client_gpus:g}: give 0 (no GPU) or a "
+                             "positive share of a GPU, e.g. 0.5")
+        if self.client_gpus > 0 and not self.ray_address and not _local_gpus():
+            raise ValueError(f"--client-gpus={self.client_gpus:g}, but this machine has no GPU "
+                             "(torch sees none); use --client-gpus 0, or --ray-address for a "
+                             "cluster with GPU nodes")
         if self.ray_address:
             parse_ray_address(self.ray_address)
+
+    def check_fits(self, min_available_nodes: int, min_train_nodes: int) -> None:
+        """Refuse a run that would wait for more nodes than the simulation starts."""
+        for key, value in (("min-available-nodes", min_available_nodes),
+                           ("min-train-nodes", min_train_nodes)):
+            if value > self.num_supernodes:
+                raise ValueError(
+                    f"{key}={value} is more than --num-supernodes={self.num_supernodes}: the "
+                    f"run would wait for nodes forever; raise --num-supernodes or lower {key}")
 
     def as_flwr_arg(self) -> str:
         return (f"num-supernodes={self.num_supernodes} "

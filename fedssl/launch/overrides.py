@@ -16,11 +16,12 @@ ServerApp.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from fedssl.compose import default_run_name, validate
-from fedssl.config import ConfigError, RunConfig, load_defaults
+from fedssl.config import RESUME_MAY_CHANGE, ConfigError, RunConfig, load_defaults, resume_conflicts
 from fedssl.config import paths_elsewhere as _remote_paths
 
 __all__ = ["resolve_config"]
@@ -50,9 +51,14 @@ def resolve_config(
     if paths_elsewhere:
         with _remote_paths():  # they name files on the SuperLink's and SuperNodes' machines
             return _validated(merged)
+    # Paths are typed relative to where the command runs; the ServerApp runs elsewhere.
+    for key in ("data-dir", "resume-from", "repopt-scales", "output-dir"):
+        if merged.get(key):
+            merged[key] = str(Path(merged[key]).expanduser().resolve())
+    if merged.get("resume-from"):
+        merged = _resumed(merged, base | overrides)
     cfg = _validated(merged)
     if cfg.resume_from:
-        cfg = cfg.replace(resume_from=str(Path(cfg.resume_from).resolve()))
         from fedssl.tracking.checkpoint import load_checkpoint
 
         done = load_checkpoint(cfg.resume_from)["round"]
@@ -62,9 +68,6 @@ def resolve_config(
                 f"num-server-rounds={cfg.num_server_rounds}; set num-server-rounds above "
                 f"{done} to continue it"
             )
-    if cfg.repopt_scales:
-        # The ServerApp runs in another working directory.
-        cfg = cfg.replace(repopt_scales=str(Path(cfg.repopt_scales).resolve()))
     if not cfg.output_dir:
         if cfg.resume_from:
             return cfg.replace(output_dir=cfg.resume_from)
@@ -72,4 +75,28 @@ def resolve_config(
             raise ValueError("resolve_config: default_root is needed when output-dir is not set")
         name = cfg.run_name or default_run_name(cfg)
         cfg = cfg.replace(output_dir=str((default_root / name).resolve()), run_name=name)
-    return cfg.replace(output_dir=str(Path(cfg.output_dir).resolve()))
+    return cfg
+
+
+def _resumed(merged: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A resumed run's config: the original run's (its ``config.json``) with what was given
+    on top, refused when a given key that defines the run differs from the original."""
+    run_dir = Path(merged["resume-from"])
+    stored = run_dir / "config.json"
+    try:
+        original = json.loads(stored.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"resume-from={str(run_dir)!r}: no config.json there; give the run "
+                          "directory of an earlier run") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"resume-from={str(run_dir)!r}: {stored} is unreadable ({err})"
+                          ) from None
+    original.pop("run-dir", None)
+    conflicts = resume_conflicts(original, {k: merged[k] for k in given if k in merged})
+    if conflicts:
+        raise ConfigError(
+            f"resume-from={str(run_dir)!r} continues a run whose settings it must keep; these "
+            f"differ: {'; '.join(conflicts)}. Leave them out (the run's own are used), or start "
+            "a new run")
+    kept = {k: v for k, v in original.items() if k not in RESUME_MAY_CHANGE}
+    return merged | kept
