@@ -13,6 +13,18 @@ from fedssl.launch.flwr_cli import RunOutcome
 __all__ = ["report_outcome"]
 
 
+# What the command prints of a finished run's summary, when the task reports it: the encoder's
+# scores next to its random initialisation and the data-only floor, for every task.
+HEADLINE_METRICS = (
+    "linear-probe-accuracy", "random-init-linear-probe-accuracy",
+    "raw-pixel-linear-probe-accuracy", "log-mel-linear-probe-accuracy",
+    "knn-accuracy", "random-init-knn-accuracy",
+    "retrieval-r1", "retrieval-r5", "retrieval-r10", "random-init-retrieval-r1",
+    "test-accuracy", "random-init-test-accuracy", "reparameterized-test-accuracy",
+    "total-failures",
+)
+
+
 def report_outcome(outcome: RunOutcome) -> int:
     """Print a finished run's headline results (exit code 0) or why it failed (1)."""
     summary_path = outcome.run_dir / "summary.json" if outcome.run_dir else None
@@ -25,10 +37,7 @@ def report_outcome(outcome: RunOutcome) -> int:
     if outcome.completed:
         summary = json.loads(summary_path.read_text())
         print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
-        for key in ("linear-probe-accuracy", "random-init-linear-probe-accuracy",
-                    "raw-pixel-linear-probe-accuracy", "knn-accuracy",
-                    "random-init-knn-accuracy", "test-accuracy", "random-init-test-accuracy",
-                    "reparameterized-test-accuracy", "total-failures"):
+        for key in HEADLINE_METRICS:
             if key in summary:
                 print(f"  {key:36s} {summary[key]:.4f}" if isinstance(summary[key], float)
                       else f"  {key:36s} {summary[key]}")
