@@ -109,23 +109,23 @@ def fresh_model() -> torch.nn.Module:
 
 def test_score_rounds_and_write_selection(fake_run):
     run_dir, _ = fake_run
-    scores = score_rounds(run_dir, metric="knn-accuracy", progress=False, device="cpu")
+    scores = score_rounds(run_dir, metric="val-knn-accuracy", progress=False, device="cpu")
     assert scores["round"].tolist() == [0, 1, 2]
-    assert list(scores.columns) == ["round", "knn-accuracy"]
-    assert scores["knn-accuracy"].between(0, 1).all()
-    best = select_best(scores, "knn-accuracy")
-    paths = write_selection(run_dir, scores, "knn-accuracy", best)
+    assert list(scores.columns) == ["round", "val-knn-accuracy"]
+    assert scores["val-knn-accuracy"].between(0, 1).all()
+    best = select_best(scores, "val-knn-accuracy")
+    paths = write_selection(run_dir, scores, "val-knn-accuracy", best)
 
     table = pd.read_csv(paths["csv"])
     assert paths["csv"].name == "model-selection.csv"
     assert table["round"].tolist() == [0, 1, 2]
-    assert "knn-accuracy" in table.columns
+    assert "val-knn-accuracy" in table.columns
     assert paths["plot"].name == "model-selection.png" and paths["plot"].stat().st_size > 0
     saved = torch.load(paths["model"], weights_only=True)
     assert paths["model"].name == "best-model.pt"
-    assert saved["round"] == best and saved["metric"] == "knn-accuracy"
+    assert saved["round"] == best and saved["metric"] == "val-knn-accuracy"
     assert saved["score"] == pytest.approx(
-        float(scores.loc[scores["round"] == best, "knn-accuracy"].iloc[0]))
+        float(scores.loc[scores["round"] == best, "val-knn-accuracy"].iloc[0]))
     fresh_model().load_state_dict(load_round_model(paths["model"]))  # strict: all keys fit
 
 
@@ -135,7 +135,7 @@ def test_round_zero_is_the_seeded_initialisation(fake_run):
     run_dir, initial = fake_run
     scores = score_rounds(run_dir, rounds=[0], progress=False, device="cpu")
     assert scores["round"].tolist() == [0]
-    paths = write_selection(run_dir, scores, "knn-accuracy", 0)
+    paths = write_selection(run_dir, scores, "val-knn-accuracy", 0)
     saved = load_round_model(paths["model"])
     assert saved.keys() == initial.keys()
     assert all(torch.equal(saved[k], v) for k, v in initial.items())
@@ -148,7 +148,7 @@ def test_score_rounds_subsets_and_errors(fake_run):
         score_rounds(run_dir, rounds=[1, 5], progress=False)
     with pytest.raises(SelectionError, match="rounds or every"):
         score_rounds(run_dir, rounds=[1], every=2, progress=False)
-    with pytest.raises(SelectionError, match="available metrics: knn-accuracy"):
+    with pytest.raises(SelectionError, match="available metrics: val-knn-accuracy"):
         score_rounds(run_dir, metric="accuracy", progress=False)
 
 
@@ -156,14 +156,14 @@ def test_cli_select_best(fake_run, capsys):
     run_dir, _ = fake_run
     assert main(["select-best", str(run_dir), "--rounds", "1,2", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "knn-accuracy" in out and "best round" in out and "best-model.pt" in out
+    assert "val-knn-accuracy" in out and "best round" in out and "best-model.pt" in out
     assert pd.read_csv(run_dir / "model-selection.csv")["round"].tolist() == [0, 1, 2]
 
 
 def test_cli_select_best_refuses_unknown_metric(fake_run, capsys):
     run_dir, _ = fake_run
     assert main(["select-best", str(run_dir), "--metric", "nope", "-q"]) == 2
-    assert "available metrics: knn-accuracy" in capsys.readouterr().err
+    assert "available metrics: val-knn-accuracy" in capsys.readouterr().err
 
 
 def test_run_without_kept_rounds_or_config_is_refused(fake_run, tmp_path, capsys):

@@ -7,7 +7,8 @@ every strategy; FedVSSL's backbone-only updating is ``partial-prefix = "backbone
 
 Evaluation (centrally, on frozen backbone features of clean log-mels): retrieval recall@k
 (test clips query the train set), a kNN monitor and a linear probe, each next to the
-random-init backbone. :meth:`AudioSSLTask.selection_evaluate` scores on the train split only
+random-init backbone. Model selection (the shared
+:meth:`~fedssl.clients.ssl_task.SSLTask.selection_evaluate`) scores on the train split only
 (held-out speakers query the others), so picking the best round does not peek at the test set.
 """
 
@@ -138,18 +139,3 @@ class AudioSSLTask(SSLTask):
 
     def data_probe(self, train: AudioArrays, test: AudioArrays, cfg: RunConfig) -> float:
         return log_mel_probe(train, test, _frontend(cfg), seed=cfg.seed)
-
-    def selection_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
-        """Retrieval within the train split: a quarter of the speakers (or of the clips when
-        the dataset has no speakers) query the rest. Never touches the test split."""
-        train = self.data.eval_split(cfg, "train")
-        rng = np.random.default_rng(cfg.seed)
-        if train.groups is not None and len(np.unique(train.groups)) >= 4:
-            ids = rng.permutation(np.unique(train.groups))
-            held_out = np.isin(train.groups, ids[: len(ids) // 4])
-        else:
-            held_out = np.zeros(len(train), dtype=bool)
-            held_out[rng.permutation(len(train))[: len(train) // 4]] = True
-        scores, _, _ = self._monitor(model.backbone, cfg, train.subset(~held_out),
-                                     train.subset(held_out), prefix="val-")
-        return scores

@@ -266,7 +266,14 @@ class ClientTask(ABC):
     def selection_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
         """Score used to pick the best global checkpoint of a run (``fedssl select-best``).
 
-        Tasks with a validation protocol should score on data that the final report does
-        not use; the default falls back to :meth:`central_evaluate`.
+        It must score on data that the final report does not use (a held-out part of the
+        train split, see :meth:`fedssl.clients.data.PartitionedData.selection_split`), so
+        there is no default that could fall back to the test split.
+
+        Raises
+        ------
+        ValueError
+            For a task that defines no selection protocol.
         """
-        return self.central_evaluate(model, cfg)
+        raise ValueError(f"task {self.name!r} has no selection protocol (selection_evaluate); "
+                         "fedssl select-best needs one that scores on held-out train data")

@@ -92,3 +92,26 @@ class PartitionedData:
             data = data.subset(
                 np.sort(rng.choice(len(data), cfg.eval_max_samples, replace=False)))
         return data
+
+    def selection_split(self, cfg: RunConfig) -> tuple[Any, Any]:
+        """The train eval split (:meth:`eval_split`) as ``(rest, held_out)``, for choosing a
+        round (``fedssl select-best``) without the test split, which the final report uses.
+
+        ``held_out`` is a seeded quarter: of the groups (speakers, recordings) when the data
+        has at least four, so no group is on both sides, else of the samples. The two are
+        disjoint and together the whole train eval split. Only the ``train`` split is loaded.
+
+        The clients trained on all of the train split, so ``held_out`` is not unseen by the
+        model; what this guarantees is that selection never looks at the test split, so the
+        reported test score is not picked on.
+        """
+        train = self.eval_split(cfg, "train")
+        rng = np.random.default_rng(cfg.seed)
+        groups = getattr(train, "groups", None)
+        if groups is not None and len(np.unique(groups)) >= 4:
+            ids = rng.permutation(np.unique(groups))
+            held_out = np.isin(groups, ids[: len(ids) // 4])
+        else:
+            held_out = np.zeros(len(train), dtype=bool)
+            held_out[rng.permutation(len(train))[: len(train) // 4]] = True
+        return train.subset(np.flatnonzero(~held_out)), train.subset(np.flatnonzero(held_out))

@@ -6,6 +6,8 @@ takes its optimiser and penalty from the round's instructions). Evaluation on fr
 features: a monitor every few rounds (kNN, and retrieval where the modality reports it), and
 at the end the monitor plus a linear probe for the trained and the random-init encoder, next
 to a probe on hand-made features of the data alone (the floor an encoder should clear).
+Model selection (``fedssl select-best``) runs the monitor within the train split only: a
+held-out quarter of it queries the rest, so the test split stays for the final report.
 
 A modality subclass says how a partition becomes a dataset of samples, how a batch becomes
 views, how an encoder turns a split into features, and which data-only probe it reports.
@@ -161,6 +163,21 @@ class SSLTask(ClientTask):
         scores, _, _ = self._monitor(model.backbone, cfg, self.data.eval_split(cfg, "train"),
                                      self.data.eval_split(cfg, "test"))
         return {k: scores[k] for k in self.central_metrics}
+
+    def selection_evaluate(self, model: torch.nn.Module, cfg: RunConfig) -> dict[str, float]:
+        """The monitor within the train split, keys prefixed ``val-``: a seeded quarter of the
+        groups (speakers) when the data has at least four, else of the samples, queries the
+        rest (:meth:`~fedssl.clients.data.PartitionedData.selection_split`).
+
+        Never touches the test split, so picking a round (``fedssl select-best``) does not peek
+        at the data :meth:`final_evaluate` reports on. The clients trained on all of the train
+        split, so the held-out quarter is not unseen by the encoder (only its labels are);
+        the guarantee is about the test split. The first key is the default selection metric
+        (``val-knn-accuracy`` for the kNN monitor, ``val-retrieval-r1`` for audio).
+        """
+        bank, query = self.data.selection_split(cfg)
+        scores, _, _ = self._monitor(model.backbone, cfg, bank, query, prefix="val-")
+        return scores
 
     def final_evaluate(
         self, model: torch.nn.Module, cfg: RunConfig, baseline: torch.nn.Module

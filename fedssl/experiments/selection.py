@@ -58,7 +58,7 @@ def _metric_columns(scores: pd.DataFrame) -> list[str]:
 
 def default_metric(scores: pd.DataFrame) -> str:
     """The metric ranked by when none is named: the first score column after ``round``, i.e.
-    the first metric the task's ``selection_evaluate`` returns (``knn-accuracy`` for image-ssl).
+    the first metric the task's ``selection_evaluate`` returns (``val-knn-accuracy`` for image-ssl).
     """
     available = _metric_columns(scores)
     if not available:
@@ -201,7 +201,7 @@ def score_rounds(
     -------
     pandas.DataFrame
         One row per scored round, sorted by round: a ``round`` column, then one column per
-        metric of ``task.selection_evaluate`` (e.g. ``knn-accuracy``).
+        metric of ``task.selection_evaluate`` (e.g. ``val-knn-accuracy``).
 
     Raises
     ------
