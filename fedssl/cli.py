@@ -55,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("overrides", nargs="*", metavar="key=value",
                      help="run-config overrides applied to every variant")
     exp.add_argument("--dry-run", action="store_true", help="list the variants and stop")
-    exp.add_argument("--report", type=Path, metavar="DIR",
-                     help="rewrite the tables and plots of a finished experiment DIR; run nothing")
+    again = exp.add_mutually_exclusive_group()
+    again.add_argument("--report", type=Path, metavar="DIR",
+                       help="rewrite the tables and plots of a finished (or interrupted) "
+                       "experiment DIR; run nothing")
+    again.add_argument("--continue", dest="continue_dir", type=Path, metavar="DIR",
+                       help="continue the interrupted experiment DIR (of this file): keep its "
+                       "completed variants, run the others, then rewrite the report")
     _federation_args(exp)
     hs = sub.add_parser("hyper-search", help="learn RepOpt scales centrally on a proxy dataset "
                         "(the constants of strategy=fedrepopt)")
@@ -177,7 +182,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     overrides = parse_overrides(args.overrides)
     return run_experiment(spec, overrides, federation=_federation(args, spec),
-                          runs_dir=args.runs_dir, dry_run=args.dry_run, quiet=args.quiet)
+                          runs_dir=args.runs_dir, dry_run=args.dry_run, quiet=args.quiet,
+                          continue_dir=args.continue_dir)
 
 
 def _cmd_hyper_search(args: argparse.Namespace) -> int:
