@@ -275,3 +275,19 @@ def test_roles_exec_flower_secure_by_default_and_warn_when_insecure(creds, tmp_p
     assert main(["deploy", "supernode", "--superlink", "127.0.0.1:9092",
                  "--partition-id", "0", "--num-partitions", "2"]) == 2
     assert "CA certificate" in capsys.readouterr().err and not executed
+
+
+def test_reusing_credentials_that_lack_a_new_host_is_refused(creds):
+    before = creds.superlink_cert.read_bytes()
+    with pytest.raises(FileExistsError, match=r"does not name 10\.0\.0\.9"):
+        create_credentials(creds.directory, hosts=["superlink", "10.0.0.9"], num_supernodes=2)
+    assert creds.superlink_cert.read_bytes() == before
+
+
+def test_a_supernode_with_a_missing_data_dir_is_refused(tmp_path, capsys):
+    code = main(["deploy", "supernode", "--superlink", "127.0.0.1:9092", "--insecure",
+                 "--partition-id", "0", "--num-partitions", "2",
+                 "--data-dir", str(tmp_path / "nope")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "nope" in err and "Traceback" not in err

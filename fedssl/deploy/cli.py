@@ -164,6 +164,10 @@ def _supernode(args: argparse.Namespace) -> int:
 
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise DeployError(f"--data-dir {args.data_dir!r} is not a directory (looked at "
+                          f"{Path(args.data_dir).resolve()}); give the folder that holds this "
+                          "node's dataset")
     env = process_env()
     if args.threads is not None:
         if args.threads < 1:

@@ -214,6 +214,21 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def _check_covers(certificate: Path, hosts: list[str]) -> None:
+    """An existing set is reused only when its certificate names every host asked for: a
+    new host would otherwise be silently missing and its SuperNodes' TLS handshake fail."""
+    cert = x509.load_pem_x509_certificate(certificate.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    have = {str(v) for v in (*names.get_values_for_type(x509.DNSName),
+                             *names.get_values_for_type(x509.IPAddress))}
+    wanted = {str(n.value) for n in subject_alt_names(hosts)}
+    if missing := sorted(wanted - have):
+        raise FileExistsError(
+            f"{certificate.parent} already holds a set whose SuperLink certificate does not name "
+            f"{', '.join(missing)} (it names {', '.join(sorted(have))}); use another directory, "
+            "or --force to make a new set (SuperNodes must then be registered again)")
+
+
 def create_credentials(
     directory: str | Path,
     *,
@@ -239,6 +254,7 @@ def create_credentials(
     existing = [p for p in creds.files() if p.exists()]
     if existing and not overwrite:
         if len(existing) == len(creds.files()):
+            _check_covers(creds.superlink_cert, hosts)
             return creds
         raise FileExistsError(
             f"{creds.directory} already holds {', '.join(p.name for p in existing)}; "
