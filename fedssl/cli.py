@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from fedssl.config import ConfigError, parse_overrides
@@ -110,8 +112,24 @@ def _round_list(text: str) -> list[int]:
     return rounds
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler, ``timeout``, a closed terminal): stop as on
+    Ctrl-C, so that every process the command started ends with it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -127,9 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"fedssl: invalid configuration: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fedssl: interrupted; the SuperLink was stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        name = f" ({stop.args[0]})" if isinstance(stop, Terminated) else ""
+        print(f"fedssl: interrupted{name}; the SuperLink and every process it started were "
+              "stopped (a run's checkpoint of its last finished round is kept: continue it "
+              "with resume-from=<run directory>)", file=sys.stderr)
+        return 128 + stop.signum if isinstance(stop, Terminated) else 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

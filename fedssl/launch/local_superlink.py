@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +38,7 @@ from fedssl.launch.flwr_cli import (
     free_port,
     process_env,
 )
+from fedssl.launch.reaper import TOKEN_ENV, end_marked, start_watchdog
 
 __all__ = [
     "APP_DIR", "Federation", "LocalSuperLink", "RayClusterUnreachable", "RunOutcome",
@@ -180,8 +182,12 @@ class LocalSuperLink:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.ray_address = ray_address
+        # Every process of this SuperLink carries the token (fedssl.launch.reaper), so all of
+        # them end with it, whichever way this command ends.
+        self.token = secrets.token_hex(8)
+        self.watchdog: subprocess.Popen | None = None
         self.env = process_env() | {"FLWR_HOME": str(self.home),
-                                    "FLWR_DISABLE_UPDATE_CHECK": "1"}
+                                    "FLWR_DISABLE_UPDATE_CHECK": "1", TOKEN_ENV: self.token}
         # Only an explicit address reaches Ray: a RAY_ADDRESS left in the user's shell must not
         # silently send the ClientApps to some cluster (Ray's convention would honour it).
         self.env.pop("RAY_ADDRESS", None)
@@ -201,6 +207,7 @@ class LocalSuperLink:
             "--disable-runtime-dependency-installation",
             "--log-file", str(self.home / "superlink.log"),
         ]
+        self.watchdog = start_watchdog(os.getpid(), self.token, cleanup=self.home)
         self.process = subprocess.Popen(
             command, cwd=self.home, env=self.env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
@@ -222,7 +229,8 @@ class LocalSuperLink:
         self.stop()
 
     def stop(self) -> None:
-        """End the SuperLink and the processes it started (its own process group)."""
+        """End the SuperLink and every process it started (SuperExec, the simulation, Ray),
+        and remove its temporary directory."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -231,6 +239,11 @@ class LocalSuperLink:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+        end_marked(self.token)
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
         shutil.rmtree(self.home, ignore_errors=True)
 
     def run(
