@@ -31,8 +31,13 @@ __all__ = [
 APP_DIR = Path(__file__).resolve().parents[2]
 PROGRESS = re.compile(r"\[fedssl\] round (\d+)/(\d+)")
 STARTED = re.compile(r"started run (\d+)", re.IGNORECASE)
-# Lines that are noise on every run (see flower.md, pitfall 10).
-NOISE = ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "warnings.warn(")
+# Lines that are noise on every run (see flower.md, pitfall 10). Flower 1.41's simulation warns
+# about its default federation size on every run, even when the size is given (as fedssl
+# always does: --num-supernodes), and tells how to resize with its own CLI.
+NOISE = ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "warnings.warn(",
+         "default simulated SuperNodes changed from 10 to 2",
+         "To change federation size, use the following command",
+         "flwr federation simulation-config")
 
 
 def free_port() -> int:
