@@ -24,3 +24,12 @@ def test_a_failed_run_says_its_status_and_exits_1(tmp_path, capsys):
     code = report_outcome(RunOutcome("8", "finished:failed", "boom", tmp_path, 3.0))
     assert code == 1
     assert "did not complete: status finished:failed: boom" in capsys.readouterr().err
+
+
+def test_skipped_data_files_are_reported_only_when_there_are_some(tmp_path, capsys):
+    for count in (0, 2):
+        (tmp_path / "summary.json").write_text(json.dumps(
+            {"knn-accuracy": 0.5, "total-failures": 0, "skipped-files-count": count}))
+        report_outcome(RunOutcome("9", "finished:completed", "", tmp_path, 1.0))
+        out = capsys.readouterr().out
+        assert ("skipped-files-count" in out) == bool(count)

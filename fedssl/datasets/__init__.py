@@ -4,7 +4,13 @@ EPIC-SOUNDS) as in-memory arrays, and partitioning across federated clients."""
 
 from fedssl.datasets.audio_base import AudioArrays
 from fedssl.datasets.audio_loader import AUDIO_DATASETS, check_audio_dataset, load_audio_dataset
-from fedssl.datasets.base import DatasetNotFoundError, ImageArrays, default_cache_dir
+from fedssl.datasets.base import (
+    CorruptDataError,
+    DatasetNotFoundError,
+    ImageArrays,
+    default_cache_dir,
+    skipped_files,
+)
 from fedssl.datasets.loader import (
     DATASETS,
     check_dataset,
@@ -34,6 +40,7 @@ __all__ = [
     "PARTITIONERS",
     "PARTITIONER_REGISTRY",
     "AudioArrays",
+    "CorruptDataError",
     "DatasetNotFoundError",
     "ImageArrays",
     "check_audio_dataset",
@@ -50,4 +57,5 @@ __all__ = [
     "partition_with",
     "partitioner_config_keys",
     "plot_class_histograms",
+    "skipped_files",
 ]

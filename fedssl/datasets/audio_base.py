@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from fedssl.datasets.base import DatasetNotFoundError, check_labels
+from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError, check_labels
 
 FIT_MODES: tuple[str, ...] = ("start", "centre")
 
@@ -41,6 +41,12 @@ class AudioArrays:
         that splits can keep a group on one side.
     class_names : tuple of str
         Optional class names; when given, ``len(class_names) == num_classes``.
+    skipped : tuple of str
+        The audio files the loader skipped because they could not be decoded (empty,
+        garbage, truncated; see :func:`audio_file_problem`), in the order met; their clips
+        are not in the set. It describes the load that produced the split, so
+        :meth:`subset` keeps it as it is: every partition of a split reports the split's
+        skipped files.
     """
 
     waveforms: np.ndarray
@@ -50,6 +56,7 @@ class AudioArrays:
     name: str
     groups: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.waveforms.dtype != np.float32 or self.waveforms.ndim != 2:
@@ -74,6 +81,8 @@ class AudioArrays:
                 f"class_names must be empty or have num_classes={self.num_classes} entries; "
                 f"got {len(self.class_names)}"
             )
+        if not isinstance(self.skipped, tuple) or not all(isinstance(f, str) for f in self.skipped):
+            raise ValueError(f"skipped must be a tuple of file names; got {self.skipped!r}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -89,7 +98,8 @@ class AudioArrays:
         return self.num_samples / self.sample_rate
 
     def subset(self, indices: np.ndarray) -> AudioArrays:
-        """Return the clips at ``indices`` (a copy), keeping all metadata and slicing ``groups``.
+        """Return the clips at ``indices`` (a copy), keeping all metadata (``skipped`` too) and
+        slicing ``groups``.
 
         ``indices`` are integer positions or a boolean mask of length ``len(self)``.
         """
@@ -110,7 +120,108 @@ class AudioArrays:
             name=self.name,
             groups=None if self.groups is None else self.groups[idx],
             class_names=self.class_names,
+            skipped=self.skipped,
         )
+
+
+# A data chunk size that streaming writers leave in the header when they cannot seek back
+# to fill it in: "until the end of the file", not a claim.
+_WAV_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def _wav_data_problem(path: Path, size: int) -> str | None:
+    """Whether a RIFF/WAVE header claims more audio data than the file holds.
+
+    libsndfile trims such a file to what is there without complaint, so a truncated download
+    would pass as a shorter clip. Only the chunk headers are read (a few seeks).
+    """
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # not RIFF/WAVE (FLAC, RF64, ...): libsndfile judges it
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                held = size - pos - 8
+                if declared > held and declared != _WAV_UNKNOWN_SIZE:
+                    return (
+                        f"its WAV header claims {declared} bytes of audio data but only {held} "
+                        "follow the header (truncated file?)"
+                    )
+                return None
+            pos += 8 + declared + (declared & 1)  # chunks are padded to even sizes
+    return None  # no data chunk: libsndfile reports it
+
+
+def _sf_reason(err: Exception) -> str:
+    """libsndfile's reason without soundfile's "Error opening '<path>': " prefix."""
+    return str(getattr(err, "error_string", "") or err).strip()
+
+
+def audio_file_problem(path: str | Path) -> str | None:
+    """What makes the audio file at ``path`` unusable, from its header alone, or ``None``.
+
+    Cheap: a ``stat``, libsndfile's header parse (``soundfile.info``) and, for WAV, a walk
+    over the chunk headers; no audio is decoded. Finds an empty file, a file libsndfile
+    cannot open (garbage, unknown format), a WAV whose header claims more data than the
+    file holds, and a file with no audio frames. A missing file is ``"missing"``.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing"
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError) as err:
+        return f"not a readable audio file ({_sf_reason(err)})"
+    if (problem := _wav_data_problem(path, size)) is not None:
+        return problem
+    if info.frames == 0:
+        return "holds no audio frames"
+    return None
+
+
+def _read_frames(path: Path, start: int, stop: int | None) -> tuple[np.ndarray, int]:
+    """Frames ``[start, stop)`` of ``path`` as ``float32 [T, channels]``, and its rate;
+    :class:`CorruptDataError` when the file cannot be decoded."""
+
+    def corrupt(problem: str) -> CorruptDataError:
+        return CorruptDataError(
+            f"cannot decode audio file {path}: {problem}", path=str(path), reason=problem
+        )
+
+    size = path.stat().st_size
+    if size == 0:
+        raise corrupt("empty file (0 bytes)")
+    if (problem := _wav_data_problem(path, size)) is not None:
+        raise corrupt(problem)
+    try:
+        f = sf.SoundFile(path)
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise corrupt(f"not a readable audio file ({_sf_reason(err)})") from err
+    with f:
+        file_rate, total = int(f.samplerate), f.frames
+        if total == 0:
+            raise corrupt("holds no audio frames")
+        begin = min(start, total)
+        end = total if stop is None else min(stop, total)
+        try:
+            f.seek(begin)
+            data = f.read(end - begin, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as err:
+            raise corrupt(f"decoding failed ({_sf_reason(err)})") from err
+    if data.shape[0] < end - begin:
+        raise corrupt(
+            f"its header announces {total} frames but decoding stopped at frame "
+            f"{begin + data.shape[0]} (truncated file?)"
+        )
+    return data, file_rate
 
 
 def read_audio(
@@ -139,8 +250,12 @@ def read_audio(
     ------
     DatasetNotFoundError
         If ``path`` is not an existing file.
+    CorruptDataError
+        If the file cannot be decoded: it is empty or garbage, its WAV header claims more
+        data than the file holds, or fewer frames decode than its header announces. The
+        message is ``"cannot decode audio file <path>: <reason>"``.
     ValueError
-        If the file cannot be decoded (the message names it), or for a bad range / rate.
+        For a bad range / rate.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be > 0 Hz; got {sample_rate}")
@@ -151,10 +266,7 @@ def read_audio(
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"audio file {path} does not exist (or is not a file)")
-    try:
-        data, file_rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError) as err:
-        raise ValueError(f"cannot decode audio file {path}: {err}") from err
+    data, file_rate = _read_frames(path, start, stop)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if file_rate != sample_rate and mono.size:
         mono = resample(mono, file_rate, sample_rate)

@@ -45,7 +45,10 @@ AUDIO_DATASETS: dict[str, AudioDatasetInfo] = {
 def check_audio_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") -> None:
     """Cheaply verify that ``name`` can be loaded from ``data_dir`` (no audio decoded).
 
-    ``hf_dataset`` is not used (the registry's checks share one signature).
+    ``hf_dataset`` is not used (the registry's checks share one signature). Audio files that
+    cannot be used (empty; with at most ``HEADER_CHECK_MAX_FILES`` files also garbage or a
+    WAV header claiming more data than the file holds) are named in one ``UserWarning``;
+    the loader skips them and lists them in :attr:`AudioArrays.skipped`.
 
     Raises
     ------
@@ -53,6 +56,8 @@ def check_audio_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") 
         Unknown ``name``.
     DatasetNotFoundError
         The files are missing; the message gives the expected layout.
+    CorruptDataError
+        None of the dataset's audio files is usable (the message names them, up to a cap).
     """
     if name not in AUDIO_DATASETS:
         raise ValueError(f"audio dataset must be one of {tuple(AUDIO_DATASETS)}; got {name!r}")
@@ -92,7 +97,9 @@ def load_audio_dataset(name: str, split: str, *, data_dir: str = "") -> AudioArr
     """One split of an audio dataset at its :data:`AUDIO_DATASETS` rate and clip length.
 
     Memoised per process and returned read-only. ``split`` is ``"train"`` or ``"test"``
-    (EPIC-SOUNDS' test labels are hidden, so its ``"test"`` is the validation set).
+    (EPIC-SOUNDS' test labels are hidden, so its ``"test"`` is the validation set). Clips
+    whose file cannot be decoded are skipped with one ``UserWarning`` per split and process,
+    and listed in the result's ``skipped``; if none decodes, :class:`CorruptDataError`.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'; got {split!r}")

@@ -79,6 +79,32 @@ class DatasetNotFoundError(FileNotFoundError):
     """Dataset files are missing; the message says what, where, and the expected layout."""
 
 
+class CorruptDataError(ValueError):
+    """A dataset file exists but its content is unusable (empty, truncated, not the expected
+    format, wrong keys or shapes, or a pickle asking for a global it may not load).
+
+    The message names the file and what is wrong with it. A ``ValueError``, so that callers
+    which treat bad data as a bad value (the config check before Ray starts) report it too.
+    ``path`` and ``reason``, when given, are the file and what is wrong with it, for callers
+    that collect several (the audio loaders skip such files and list them).
+    """
+
+    def __init__(self, message: str, *, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+def skipped_files(*splits: object) -> list[str]:
+    """The files the loaders skipped as undecodable in any of ``splits``, sorted, each once.
+
+    Reads :attr:`AudioArrays.skipped <fedssl.datasets.audio_base.AudioArrays.skipped>`; a split
+    without it (images, which fail rather than skip) adds nothing. For a run summary:
+    ``skipped_files(train, test)``.
+    """
+    return sorted({f for split in splits for f in getattr(split, "skipped", ())})
+
+
 def default_cache_dir() -> Path:
     """Return ``$FEDSSL_CACHE_DIR`` if set, else ``~/.cache/fedssl``."""
     env = os.environ.get("FEDSSL_CACHE_DIR", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from fedssl.datasets.base import DatasetNotFoundError, ImageArrays
+from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError, ImageArrays
 from fedssl.datasets.cifar import find_cifar_dir, load_cifar
 from fedssl.datasets.embedded import load_embedded_digits
 from fedssl.datasets.huggingface import load_hf
@@ -32,7 +32,8 @@ def _check_name(name: str) -> None:
 
 
 def check_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") -> None:
-    """Cheaply verify that ``name`` can be loaded (file names only, no pixels decoded).
+    """Cheaply verify that ``name`` can be loaded (file names only, no pixels decoded; the
+    CIFAR batches are also glanced at: not empty, pickle start and end bytes).
 
     ``embedded-digits`` is always available. For ``hf`` only the arguments (and a given
     ``data_dir``) can be checked offline; the dataset itself is fetched on load.
@@ -44,6 +45,8 @@ def check_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") -> Non
     DatasetNotFoundError
         ``data_dir`` is empty, missing or lacks the expected layout (the message says which
         paths were examined and what layout is expected).
+    CorruptDataError
+        A CIFAR batch file is empty or truncated or not a pickle (all such files named).
     """
     _check_name(name)
     if name in ("cifar10", "cifar100"):
@@ -136,6 +139,9 @@ def load_image_dataset(
         Unknown ``name``/``split``, bad ``image_size``, missing ``hf_dataset``.
     DatasetNotFoundError
         The files are not where ``data_dir`` says.
+    CorruptDataError
+        A CIFAR batch is truncated, garbled, wrong-keyed or asks the unpickler for a global
+        it may not load (the message names the file and the fault).
     """
     _check_name(name)
     if split not in SPLITS:
@@ -159,6 +165,7 @@ def clear_dataset_cache() -> None:
 
 __all__ = [
     "DATASETS",
+    "CorruptDataError",
     "DatasetNotFoundError",
     "check_dataset",
     "clear_dataset_cache",

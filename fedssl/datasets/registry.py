@@ -1,8 +1,11 @@
 """The dataset registry: every name a run's ``dataset`` can take, with its tags.
 
 Each entry is the dataset's cheap layout check ``(*, data_dir, hf_dataset) -> None`` (file
-names only, nothing decoded), raising :class:`~fedssl.datasets.base.DatasetNotFoundError` with
-the paths examined and the layout expected, or ``ValueError`` for bad arguments. Tags:
+names, sizes and at most headers; nothing decoded), raising
+:class:`~fedssl.datasets.base.DatasetNotFoundError` with the paths examined and the layout
+expected, :class:`~fedssl.datasets.base.CorruptDataError` (a ``ValueError``) naming the files
+that cannot be used when the dataset cannot load without them, or ``ValueError`` for bad
+arguments. Bad files the loader will skip (audio) are named in one warning instead. Tags:
 
 ``modality``
     ``"image"`` or ``"audio"``: which tasks can train on it.

@@ -21,8 +21,12 @@ HEADLINE_METRICS = (
     "knn-accuracy", "random-init-knn-accuracy",
     "retrieval-r1", "retrieval-r5", "retrieval-r10", "random-init-retrieval-r1",
     "test-accuracy", "random-init-test-accuracy", "reparameterized-test-accuracy",
-    "total-failures",
+    "total-failures", "skipped-files-count",
 )
+
+
+# Printed only when there is something to say.
+ONLY_WHEN_NONZERO = ("skipped-files-count",)
 
 
 def report_outcome(outcome: RunOutcome) -> int:
@@ -38,7 +42,7 @@ def report_outcome(outcome: RunOutcome) -> int:
         summary = json.loads(summary_path.read_text())
         print(f"\nfedssl: run {outcome.run_id} completed in {outcome.wall_time_s:.1f}s")
         for key in HEADLINE_METRICS:
-            if key in summary:
+            if key in summary and not (key in ONLY_WHEN_NONZERO and not summary[key]):
                 print(f"  {key:36s} {summary[key]:.4f}" if isinstance(summary[key], float)
                       else f"  {key:36s} {summary[key]}")
         print(f"fedssl: results in {outcome.run_dir}")

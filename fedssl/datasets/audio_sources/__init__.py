@@ -10,6 +10,16 @@ needed file located, before any audio is decoded. ``check_<name>(root)`` does th
 without decoding; both raise :class:`DatasetNotFoundError` whose message says what was
 missing, where it looked and which layout is expected.
 
+Corrupt files: ``check_<name>`` (run before Ray starts) also checks that the files are usable
+without decoding them: every header when the dataset has at most
+:data:`~fedssl.datasets.audio_sources.clip_index.HEADER_CHECK_MAX_FILES` files, else only
+that none is empty. It names the bad files in one warning (they will be skipped) and raises
+:class:`~fedssl.datasets.base.CorruptDataError` only when no file is usable. The loaders skip
+a clip whose file cannot be decoded (empty, garbage, a WAV header claiming more data than
+the file holds, a truncated FLAC) with one warning per split naming the files and reasons,
+and list them in :attr:`AudioArrays.skipped`; when no clip decodes they raise
+:class:`~fedssl.datasets.base.CorruptDataError`.
+
 Each source has its own module, which maps its metadata to the shared
 :class:`~fedssl.datasets.audio_sources.clip_index.ClipIndex`.
 

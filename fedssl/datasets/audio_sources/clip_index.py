@@ -6,12 +6,21 @@ expected on-disk layout, quoted by every error) and describes the clips of a spl
 ``[start, stop)`` frame range. The index then does what all sources do alike: keep a
 class-balanced prefix (:meth:`ClipIndex.balanced`), check the files exist
 (:meth:`ClipIndex.require_files`) and decode the clips into :class:`AudioArrays`
-(:meth:`ClipIndex.decode`).
+(:meth:`ClipIndex.decode`), skipping any clip whose file cannot be decoded.
+
+Corrupt files: the cheap check run before Ray starts (:meth:`SourceLayout.check_audio_files`)
+reads every file's header when a dataset has at most :data:`HEADER_CHECK_MAX_FILES` files,
+and only their sizes (an empty file) above that; it warns once, naming the bad files (up to
+:data:`BAD_FILES_NAMED`) and their count, and raises only when no file is usable. Decoding
+skips a clip whose file fails (empty, garbage, truncated), warns once per split naming the
+files and the reasons, and lists the files in :attr:`AudioArrays.skipped`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import stat
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +28,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedssl.datasets.audio_base import AudioArrays, fit_length, read_audio
-from fedssl.datasets.base import DatasetNotFoundError
+from fedssl.datasets.audio_base import AudioArrays, audio_file_problem, fit_length, read_audio
+from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
+
+#: The pre-Ray check (:meth:`SourceLayout.check_audio_files`) reads the header of every file
+#: of a dataset with at most this many files (ESC-50's 2000 are read in about a second);
+#: above it (UrbanSound8K, Speech Commands, VGG-Sound) only file sizes are checked, and the
+#: loader finds the rest when it decodes.
+HEADER_CHECK_MAX_FILES = 2500
+#: How many bad files a warning or error names (all are counted).
+BAD_FILES_NAMED = 10
 
 # Maps the group keys of the kept clips (in order) to their int64 group ids.
 GroupIds = Callable[[list[Any]], np.ndarray]
@@ -137,6 +154,70 @@ class SourceLayout:
                 f"{len(missing)} of {len(paths)} audio files listed in {listed_in} are "
                 f"missing, e.g. {missing[:3]}"
             )
+
+    def check_audio_files(self, paths: Sequence[Path], where: str) -> None:
+        """The cheap pre-Ray check of a dataset's audio files (``where``: how they were
+        found, e.g. ``"listed in <csv>"``), reporting every bad file at once.
+
+        A missing file raises :class:`DatasetNotFoundError` (as :meth:`require_files`).
+        With at most :data:`HEADER_CHECK_MAX_FILES` distinct files every header is read
+        (:func:`~fedssl.datasets.audio_base.audio_file_problem`: empty, garbage, a WAV
+        claiming more data than it holds, no frames); above that only sizes are (an empty
+        file). Bad files are not fatal, since the loader skips them: one warning names them
+        (up to :data:`BAD_FILES_NAMED`) with their reasons and count. Only when none of the
+        files is usable does it raise :class:`CorruptDataError`.
+        """
+        files = list(dict.fromkeys(paths))
+        if not files:
+            return
+        headers = len(files) <= HEADER_CHECK_MAX_FILES
+        missing: list[str] = []
+        problems: dict[str, str] = {}
+        for path in files:
+            try:
+                st = path.stat()
+            except OSError:
+                missing.append(str(path))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                missing.append(str(path))
+            elif st.st_size == 0:
+                problems[str(path)] = "empty file (0 bytes)"
+            elif headers and (problem := audio_file_problem(path)) is not None:
+                problems[str(path)] = problem
+        if missing:
+            raise self.not_found(
+                f"{len(missing)} of {len(files)} audio files {where} are missing, "
+                f"e.g. {missing[:3]}"
+            )
+        if not problems:
+            return
+        if headers:
+            scope = "every header was read"
+        else:
+            scope = (
+                f"only sizes were checked, as there are more than {HEADER_CHECK_MAX_FILES} "
+                "files; the loader skips any other bad file it meets"
+            )
+        if len(problems) == len(files):
+            raise CorruptDataError(
+                f"dataset {self.name!r}: none of the {len(files)} audio files {where} is "
+                f"usable: {describe_bad_files(problems)}"
+            )
+        warnings.warn(
+            f"dataset {self.name!r}: {len(problems)} of {len(files)} audio files {where} cannot "
+            f"be used and will be skipped when loaded: {describe_bad_files(problems)} ({scope})",
+            stacklevel=2,
+        )
+
+
+def describe_bad_files(problems: Mapping[str, str], limit: int | None = None) -> str:
+    """``"<file> (<reason>); ..."`` for the first ``limit`` files (default
+    :data:`BAD_FILES_NAMED`), then ``"; and N more"``."""
+    limit = BAD_FILES_NAMED if limit is None else limit
+    named = [f"{path} ({reason})" for path, reason in list(problems.items())[:limit]]
+    more = len(problems) - len(named)
+    return "; ".join(named) + (f"; and {more} more" if more > 0 else "")
 
 
 def clip_samples(sample_rate: int, duration: float) -> int:
@@ -286,28 +367,69 @@ class ClipIndex:
         """Raise :class:`DatasetNotFoundError` unless every clip's file exists."""
         self.source.require_files(self.paths, self.listed_in)
 
+    def check_files(self) -> None:
+        """The pre-Ray check of every clip's file (:meth:`SourceLayout.check_audio_files`)."""
+        self.source.check_audio_files(self.paths, f"listed in {self.listed_in}")
+
     def decode(
         self, split: str, *, sample_rate: int, num_samples: int, mode: str = "start"
     ) -> AudioArrays:
         """Decode every clip to mono ``float32`` at ``sample_rate``, fitted to ``num_samples``
-        (:func:`fit_length` with ``mode``), as ``AudioArrays`` named ``"<source>/<split>"``."""
+        (:func:`fit_length` with ``mode``), as ``AudioArrays`` named ``"<source>/<split>"``.
+
+        A clip whose file cannot be decoded (:class:`CorruptDataError` from
+        :func:`read_audio`: empty, garbage, truncated) is left out, with its label and group;
+        a file is tried once, however many clips it holds. One warning per call names the
+        bad files (up to :data:`BAD_FILES_NAMED`) with their reasons and counts them, and the
+        result lists them in :attr:`AudioArrays.skipped`. When no clip decodes, it raises
+        :class:`CorruptDataError` instead.
+        """
+        name = f"{self.source.name}/{split}"
         n = len(self.clips)
         starts = self.clips["start"].tolist() if "start" in self.clips else [0] * n
         stops = self.clips["stop"].tolist() if "stop" in self.clips else [None] * n
-        # Filled in place: a list of clips plus np.stack would need twice the memory.
+        # Filled in place: a list of clips plus np.stack would need twice the memory. The
+        # kept clips are packed to the front, so a skipped one costs no copy.
         waveforms = np.zeros((n, num_samples), dtype=np.float32)
+        keep = np.zeros(n, dtype=bool)
+        bad: dict[str, str] = {}
+        kept = 0
         for i, (path, start, stop) in enumerate(zip(self.paths, starts, stops, strict=True)):
-            clip = read_audio(path, sample_rate=sample_rate, start=start, stop=stop)
-            waveforms[i] = fit_length(clip, num_samples, mode=mode)
+            if str(path) in bad:
+                continue
+            try:
+                clip = read_audio(path, sample_rate=sample_rate, start=start, stop=stop)
+            except CorruptDataError as err:
+                bad[str(path)] = err.reason or str(err)
+                continue
+            waveforms[kept] = fit_length(clip, num_samples, mode=mode)
+            keep[i] = True
+            kept += 1
+        clips = self.clips
+        if bad:
+            if kept == 0:
+                raise CorruptDataError(
+                    f"{name}: none of the {n} clips could be decoded; {len(bad)} audio files "
+                    f"are unusable: {describe_bad_files(bad)}"
+                )
+            warnings.warn(
+                f"{name}: skipped {n - kept} of {n} clips whose audio file cannot be decoded "
+                f"({len(bad)} file{'' if len(bad) == 1 else 's'}, listed in AudioArrays.skipped): "
+                f"{describe_bad_files(bad)}",
+                stacklevel=3,
+            )
+            waveforms = waveforms[:kept]
+            clips = clips[keep]
         groups = None
         if self.group_ids is not None:
-            groups = self.group_ids(self.clips["group"].tolist())
+            groups = self.group_ids(clips["group"].tolist())
         return AudioArrays(
             waveforms=waveforms,
-            labels=self.labels,
+            labels=clips["label"].to_numpy(dtype=np.int64),
             num_classes=self.num_classes,
             sample_rate=sample_rate,
-            name=f"{self.source.name}/{split}",
+            name=name,
             groups=groups,
             class_names=self.class_names,
+            skipped=tuple(bad),
         )

@@ -102,11 +102,13 @@ def _epic_videos(path: Path, video_ids: Sequence[str], source: str) -> dict[str,
     return found
 
 
-def _file_rate(path: Path) -> int:
+def _file_rate(path: Path) -> int | None:
+    """The file's sample rate, or ``None`` when its header is unreadable (decoding then
+    skips the file's clips, naming it)."""
     try:
         return int(sf.info(str(path)).samplerate)
-    except (sf.SoundFileError, RuntimeError) as err:
-        raise ValueError(f"cannot read the header of audio file {path}: {err}") from err
+    except (sf.SoundFileError, RuntimeError):
+        return None
 
 
 def _participant_ids(participants: list[str]) -> np.ndarray:
@@ -118,11 +120,18 @@ def _participant_ids(participants: list[str]) -> np.ndarray:
 
 
 def check_epic_sounds(root: str | Path) -> None:
-    """Check both annotation CSVs and that every annotated video has an audio file."""
+    """Check both annotation CSVs, that every annotated video has an audio file, and that
+    those files are usable (no decoding: headers for up to ``HEADER_CHECK_MAX_FILES`` videos,
+    else sizes). Bad files are named in one warning and their clips skipped when loading;
+    raises only if none is usable."""
     path = EPIC_SOUNDS.root_dir(root)
+    videos: dict[str, Path] = {}
     for split, filename in _EPIC_FILES.items():
         table = _epic_table(path, split)
-        _epic_videos(path, table["video_id"].tolist(), str(path / filename))
+        videos |= _epic_videos(path, table["video_id"].tolist(), str(path / filename))
+    EPIC_SOUNDS.check_audio_files(
+        sorted(videos.values()), f"annotated in {', '.join(_EPIC_FILES.values())}"
+    )
 
 
 def load_epic_sounds(
@@ -158,7 +167,8 @@ def load_epic_sounds(
     video_ids = table["video_id"].tolist()
     videos = _epic_videos(path, video_ids, listed_in)
     # One header read per video: start/stop count at 24 kHz whatever rate a file was saved at.
-    scales = {vid: _file_rate(f) / EPIC_SOUNDS_RATE for vid, f in videos.items()}
+    rates = {vid: _file_rate(f) for vid, f in videos.items()}
+    scales = {vid: (rate or EPIC_SOUNDS_RATE) / EPIC_SOUNDS_RATE for vid, rate in rates.items()}
     starts = table["start_sample"].tolist()
     stops = table["stop_sample"].tolist()
     clips = ClipIndex.of(

@@ -76,8 +76,9 @@ class FoldTable:
         )
 
     def check(self, root: str | Path) -> None:
-        """Check the layout and that every listed file exists (no decoding)."""
-        self.index(root).require_files()
+        """Check the layout, that every listed file exists, and (cheaply, no decoding) that
+        the files are usable: see :meth:`SourceLayout.check_audio_files`."""
+        self.index(root).check_files()
 
     def load(
         self,

@@ -112,12 +112,16 @@ def _sc_classes(classes: str, available: list[str], root: Path) -> list[str]:
 
 
 def check_speech_commands(root: str | Path) -> None:
-    """Check the Speech Commands layout and that every listed file exists (no decoding)."""
+    """Check the Speech Commands layout, that every listed file exists, and that the files
+    are usable (no decoding: the full dataset's 105k files are only checked for being
+    non-empty; headers are read when there are at most ``HEADER_CHECK_MAX_FILES``). Bad files
+    are named in one warning and skipped when loading; raises only if none is usable."""
     path, words, lists = _sc_layout(root)
     files = _sc_files(path, words)
     if not files:
         raise SPEECH_COMMANDS.not_found(f"no .wav files in the word folders of {path}")
     _sc_check_lists(path, lists, set(files), words)
+    SPEECH_COMMANDS.check_audio_files([path / f for f in files], f"in the word folders of {path}")
 
 
 def load_speech_commands(

@@ -85,13 +85,18 @@ def _vgg_locate(path: Path, table: pd.DataFrame) -> list[Path | None]:
 
 
 def check_vggsound(root: str | Path) -> None:
-    """Check the VGG-Sound CSV and that at least one listed clip has a file (no decoding)."""
+    """Check the VGG-Sound CSV, that at least one listed clip has a file, and that the files
+    found are usable (no decoding: sizes only for the full dataset, headers when there are at
+    most ``HEADER_CHECK_MAX_FILES``). Bad files are named in one warning and skipped when
+    loading; raises only if none is usable."""
     path, table = _vgg_table(root)
-    if not any(f is not None for f in _vgg_locate(path, table)):
+    found = [f for f in _vgg_locate(path, table) if f is not None]
+    if not found:
         raise VGGSOUND.not_found(
             f"none of the {len(table)} clips of {path / 'vggsound.csv'} has an audio file in "
             f"{path / 'audio'}"
         )
+    VGGSOUND.check_audio_files(found, f"in {path / 'audio'} for {path / 'vggsound.csv'}")
 
 
 def load_vggsound(
