@@ -241,7 +241,8 @@ def _cmd_hyper_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_select_best(args: argparse.Namespace) -> int:
-    """Score the kept rounds, pick the best, write model-selection.csv/.png and best-model.pt.
+    """Score the kept rounds, pick the best, write model-selection.csv/.png and
+    best-model.safetensors.
 
     Exit codes: 0 done; 2 the run directory, metric or rounds are not valid (the message says
     what is); 130 interrupted (handled by :func:`main`).

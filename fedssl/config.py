@@ -192,9 +192,9 @@ class RunConfig:
                 f"min-train-nodes={self.min_train_nodes}; set it to at least that"
             )
         if (check_local_paths() and self.resume_from
-                and not (Path(self.resume_from) / "checkpoint.pt").is_file()):
+                and not (Path(self.resume_from) / "checkpoint.json").is_file()):
             raise ConfigError(
-                f"resume-from={self.resume_from!r}: no checkpoint.pt there; "
+                f"resume-from={self.resume_from!r}: no checkpoint.json there; "
                 "give the run directory of an earlier run"
             )
 

@@ -85,10 +85,12 @@ def test_parse_overrides_reads_toml_values_and_bare_strings():
 
 
 def test_resume_of_a_finished_run_is_refused_before_anything_starts(tmp_path):
+    from fedssl.callbacks import rng_state
     from fedssl.launch import resolve_config
     from fedssl.tracking import save_checkpoint
 
-    save_checkpoint(tmp_path, {"round": 3})
+    save_checkpoint(tmp_path, {"round": 3, "arrays": {}, "strategy-state": {},
+                               "rng": rng_state()})
     (tmp_path / "config.json").write_text(json.dumps(load_defaults()))  # as a run writes it
     with pytest.raises(ConfigError, match="already finished 3 rounds"):
         resolve_config({}, {"resume-from": str(tmp_path), "num-server-rounds": 3},

@@ -504,3 +504,5 @@ def test_a_federation_over_esc50_with_a_corrupt_file_completes(tmp_path: Path) -
     assert len(skips) == 1 and "skipped 1 of 8 clips" in skips[0] and str(bad) in skips[0]
     # What a run summary reports (images have no `skipped`: they fail instead).
     assert skipped_files(train, train.subset(np.arange(3)), object()) == [str(bad)]
+    assert summary["skipped-files-count"] == 1
+    assert (tmp_path / "run" / "skipped-files.txt").read_text().split() == [str(bad)]

@@ -16,7 +16,7 @@ import torch
 from tiny_runs import TINY_TRAINING
 
 from fedssl.deploy.loopback import CONNECTION, LoopbackFederation, is_alive
-from fedssl.tracking import load_checkpoint
+from fedssl.tracking import load_checkpoint, load_tensors
 from fedssl.tracking.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +119,7 @@ def test_default_experiment_completes_when_a_supernode_dies_in_round_2(federatio
     assert failed[["round", "partition"]].values.tolist() == [[2, 2]]
     assert any("reply of partition 2" in line and "node lost" in line for line in lines)
     # The final model is the aggregate of the two survivors, and it is a real model.
-    state = torch.load(run_dir / "final_model.pt", weights_only=True)
+    state = load_tensors(run_dir / "final_model.safetensors")
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
     # W&B ran offline (the default, no API key) and recorded the dashboards.

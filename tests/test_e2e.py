@@ -16,6 +16,7 @@ import torch
 from tiny_runs import TINY
 
 from fedssl.cli import main
+from fedssl.tracking import load_checkpoint, load_tensors, load_tensors_metadata
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def fedssl_run(tmp_path: Path, name: str, *overrides: str, supernodes: int = 3) 
 
 
 def final_state(run_dir: Path) -> dict:
-    return torch.load(run_dir / "final_model.pt", weights_only=True)
+    return load_tensors(run_dir / "final_model.safetensors")
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -47,7 +48,7 @@ def reference_run(tmp_path_factory) -> Path:
 
 def test_run_writes_results(reference_run):
     for name in ("config.json", "metrics.csv", "summary.json", "partitions.csv",
-                 "partitions.png", "metrics.png", "checkpoint.pt", "final_model.pt"):
+                 "partitions.png", "metrics.png", "checkpoint.json", "final_model.safetensors"):
         assert (reference_run / name).is_file(), name
     metrics = pd.read_csv(reference_run / "metrics.csv")
     assert set(metrics.columns) == {"round", "phase", "source", "partition", "metric", "value"}
@@ -90,7 +91,7 @@ def test_a_client_that_raises_is_left_out_and_run_continues(tmp_path):
 def test_too_few_replies_keep_the_previous_model(tmp_path):
     run_dir = fedssl_run(tmp_path, "few", "fault-partition=0", "min-train-nodes=3",
                          "num-server-rounds=1", "eval-every=0", "seed=5")
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["arrays"]
+    state = load_checkpoint(run_dir)["arrays"]
     from fedssl.clients import get_task
     from fedssl.config import RunConfig, load_defaults
 
@@ -212,7 +213,7 @@ def test_audio_ssl_under_ldawa_keeps_rounds_and_selects_the_best(tmp_path):
                          "strategy=ldawa", "ldawa-warmup-rounds=1", "partitioner=group",
                          "linear-probe=true")
     assert [p.name for p in sorted((run_dir / "rounds").iterdir())] == [
-        "round-0001.pt", "round-0002.pt"]
+        "round-0001.safetensors", "round-0002.safetensors"]
     metrics = pd.read_csv(run_dir / "metrics.csv")
     recall = metrics[(metrics["phase"] == "central") & (metrics["metric"] == "retrieval-r1")]
     assert list(recall["round"]) == [1, 2] and recall["value"].between(0, 1).all()
@@ -224,7 +225,7 @@ def test_audio_ssl_under_ldawa_keeps_rounds_and_selects_the_best(tmp_path):
     assert main(["select-best", str(run_dir), "-q", "--metric", "val-retrieval-r1"]) == 0
     table = pd.read_csv(run_dir / "model-selection.csv")
     assert table["round"].tolist() == [0, 1, 2]
-    best = torch.load(run_dir / "best-model.pt", weights_only=True)
+    best = load_tensors_metadata(run_dir / "best-model.safetensors")
     assert best["round"] == int(table.loc[table["val-retrieval-r1"].idxmax(), "round"])
 
 

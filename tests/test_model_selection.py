@@ -21,6 +21,7 @@ from fedssl.tracking import (
     ROUND_CHECKPOINT_DIR,
     list_round_models,
     load_round_model,
+    load_tensors_metadata,
     save_round_model,
 )
 
@@ -63,7 +64,7 @@ def test_round_models_round_trip(tmp_path):
     states = {rnd: {"w": torch.randn(3, 2), "n": torch.tensor(rnd)} for rnd in (10, 2, 7)}
     for rnd, state in states.items():
         path = save_round_model(tmp_path, rnd, state)
-        assert path.name == f"round-{rnd:04d}.pt"
+        assert path.name == f"round-{rnd:04d}.safetensors"
     (tmp_path / ROUND_CHECKPOINT_DIR / ".round-abc.tmp").write_bytes(b"half")  # ignored
     listed = list_round_models(tmp_path)
     assert [rnd for rnd, _ in listed] == [2, 7, 10]
@@ -121,8 +122,8 @@ def test_score_rounds_and_write_selection(fake_run):
     assert table["round"].tolist() == [0, 1, 2]
     assert "val-knn-accuracy" in table.columns
     assert paths["plot"].name == "model-selection.png" and paths["plot"].stat().st_size > 0
-    saved = torch.load(paths["model"], weights_only=True)
-    assert paths["model"].name == "best-model.pt"
+    saved = load_tensors_metadata(paths["model"])
+    assert paths["model"].name == "best-model.safetensors"
     assert saved["round"] == best and saved["metric"] == "val-knn-accuracy"
     assert saved["score"] == pytest.approx(
         float(scores.loc[scores["round"] == best, "val-knn-accuracy"].iloc[0]))
@@ -156,7 +157,7 @@ def test_cli_select_best(fake_run, capsys):
     run_dir, _ = fake_run
     assert main(["select-best", str(run_dir), "--rounds", "1,2", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "val-knn-accuracy" in out and "best round" in out and "best-model.pt" in out
+    assert "val-knn-accuracy" in out and "best round" in out and "best-model.safetensors" in out
     assert pd.read_csv(run_dir / "model-selection.csv")["round"].tolist() == [0, 1, 2]
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from flower_fakes import InProcessGrid, set_task_identity
 
+from fedssl.callbacks import rng_state
 from fedssl.cli import main
 from fedssl.config import ConfigError, RunConfig, load_defaults
 from fedssl.flwr_app.server_app import run_federated
@@ -33,7 +34,7 @@ def _earlier_run(path, **config) -> dict:
     stored = load_defaults() | {"output-dir": str(path)} | config
     (path / "config.json").write_text(json.dumps(stored | {"run-dir": str(path)}))
     (path / "metrics.csv").write_text("round,phase,source,partition,metric,value\n")
-    save_checkpoint(path, {"round": 1})
+    save_checkpoint(path, {"round": 1, "arrays": {}, "strategy-state": {}, "rng": rng_state()})
     return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
 
 

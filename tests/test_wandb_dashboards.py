@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from flower_fakes import InProcessGrid, set_task_identity
 from matplotlib.figure import Figure
 
 from fedssl.config import RunConfig, load_defaults
 from fedssl.flwr_app.server_app import run_federated
+from fedssl.tracking import load_checkpoint
 from fedssl.tracking.wandb_offline import find_offline_runs, read_offline_run, read_records
 from fedssl.tracking.wandb_sink import WandbSink, has_stored_api_key, resolve_wandb_mode
 
@@ -305,7 +305,7 @@ def test_federated_run_fills_the_dashboards_and_resumes_the_same_wandb_run(tmp_p
     for key, value in written.items():
         expected = pytest.approx(value) if isinstance(value, float) else value
         assert run.summary[key] == expected, key
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    checkpoint = load_checkpoint(run_dir)
     assert checkpoint["wandb-id"] == run.run_id
 
     # Resume for a third round: the same W&B run id, continuing at step 3.

@@ -21,9 +21,9 @@ import torch
 
 from fedssl.clients.base import seed_global
 from fedssl.tracking.checkpoint import (
-    atomic_save,
     list_round_models,
     load_round_model,
+    save_tensors,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ __all__ = [
 
 SELECTION_CSV = "model-selection.csv"
 SELECTION_PLOT = "model-selection.png"
-BEST_MODEL_FILE = "best-model.pt"
+BEST_MODEL_FILE = "best-model.safetensors"
 MODES = ("max", "min")
 
 
@@ -219,8 +219,8 @@ def score_rounds(
     kept = list_round_models(run_dir)
     if not kept:
         raise FileNotFoundError(
-            f"{run_dir} has no kept round models (no {run_dir / 'rounds'}/round-*.pt); run with "
-            "keep-round-models=true to keep every round's global model, e.g. "
+            f"{run_dir} has no kept round models (no {run_dir / 'rounds'}/round-*.safetensors); "
+            "run with keep-round-models=true to keep every round's global model, e.g. "
             "`fedssl run keep-round-models=true ...`"
         )
     path_of = dict(kept)
@@ -276,9 +276,9 @@ def write_selection(
     Returns
     -------
     dict[str, pathlib.Path]
-        ``{"csv": model-selection.csv, "plot": model-selection.png, "model": best-model.pt}``.
-        ``best-model.pt`` holds ``{"arrays": state_dict, "round", "metric", "score"}`` and
-        loads with :func:`fedssl.tracking.load_round_model`.
+        ``{"csv": model-selection.csv, "plot": model-selection.png, "model":
+        best-model.safetensors}``: the best round's arrays, with its round, metric and score
+        as metadata (:func:`fedssl.tracking.load_tensors`, ``load_tensors_metadata``).
     """
     run_dir = Path(run_dir)
     row = scores.loc[scores["round"] == best_round]
@@ -302,13 +302,8 @@ def write_selection(
         if best_round not in path_of:
             raise FileNotFoundError(f"round {best_round} of {run_dir} was not kept")
         state = load_round_model(path_of[best_round])
-    payload = {
-        "arrays": {k: v.detach().cpu() for k, v in state.items()},
-        "round": int(best_round),
-        "metric": metric,
-        "score": float(row[metric].iloc[0]),
-    }
-    model_path = atomic_save(payload, run_dir / BEST_MODEL_FILE, prefix=".best-model-")
+    model_path = save_tensors(run_dir / BEST_MODEL_FILE, state, {
+        "round": int(best_round), "metric": metric, "score": float(row[metric].iloc[0])})
     return {"csv": csv_path, "plot": plot_path, "model": model_path}
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
@@ -32,8 +31,9 @@ from fedssl.compose import (
     task_of,
 )
 from fedssl.config import ConfigError, RunConfig, resume_conflicts
+from fedssl.datasets import skipped_files
 from fedssl.strategies import GuardedStrategy, restore_strategy_state
-from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint
+from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint, save_tensors
 
 __all__ = ["PROGRESS_PREFIX", "app", "discover_partitions", "resolve_run_dir", "run_federated"]
 
@@ -150,7 +150,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     eval_model.load_state_dict(final_arrays.to_torch_state_dict())
     final = task.final_evaluate(eval_model, cfg, baseline=initial_model)
     run.recorder.log(cfg.num_server_rounds, "final", final)
-    torch.save(final_arrays.to_torch_state_dict(), run_dir / "final_model.pt")
+    save_tensors(run_dir / "final_model.safetensors", final_arrays.to_torch_state_dict())
+    skipped = _skipped_files(task, cfg, run_dir)
     metrics = run.recorder.metrics()
     summary = {
         "run-name": run_name,
@@ -161,6 +162,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         "total-failures": int(metrics[(metrics["metric"] == "failures")]["value"].sum()),
         "server-wall-time-s": round(time.perf_counter() - t_start, 2),
         "rounds-wall-time-s": round(t_train, 2),
+        "skipped-files-count": len(skipped),
         **final,
     }
     for callback in callbacks:
@@ -169,6 +171,19 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         log(INFO, "%s final %s = %.4f", PROGRESS_PREFIX, key, value)
     log(INFO, "%s results in %s", PROGRESS_PREFIX, run_dir)
     return summary
+
+
+def _skipped_files(task: Any, cfg: RunConfig, run_dir: Path) -> list[str]:
+    """Data files the server's loaders could not decode and skipped (each named once), also
+    written to ``skipped-files.txt``; the clients' own warnings are in their logs."""
+    data = getattr(task, "data", None)  # the loaded splits are memoised: nothing reloads
+    skipped = [] if data is None else skipped_files(data.split(cfg, "train"),
+                                                    data.split(cfg, "test"))
+    if skipped:
+        (run_dir / "skipped-files.txt").write_text("\n".join(skipped) + "\n")
+        log(WARNING, "%s skipped %d unreadable data files (listed in skipped-files.txt): %s",
+            PROGRESS_PREFIX, len(skipped), ", ".join(skipped[:10]))
+    return skipped
 
 
 def _check_resume(cfg: RunConfig, run_dir: Path, num_partitions: int | None = None) -> None:
