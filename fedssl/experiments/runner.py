@@ -23,7 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from fedssl.config import ConfigError
@@ -408,7 +412,7 @@ def write_report(spec: ExperimentSpec, runs: pd.DataFrame, root: Path, *,
     )
     if announce:
         print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
-    _plot_final(table, grid_keys, root / "final_accuracy.png", spec.report.metrics)
+    _plot_final(table, grid_keys, root / "final_accuracy.png", spec.report.metrics, runs)
     _plot_curves(runs, grid_keys, root / f"{spec.report.curve.replace('-', '_')}.png",
                  spec.report.curve, spec.report.target)
     if announce:
@@ -426,83 +430,193 @@ def _group_label(row: pd.Series, keys: list[str]) -> str:
     return ", ".join(f"{k}={row[k]}" for k in keys) if keys else "all"
 
 
+# The probes of the input itself (no network): the floor a linear probe of an encoder should
+# beat, by the prefix of its key (``raw-pixel-linear-probe-accuracy``, ...).
+DATA_PROBES = {"raw-pixel": "raw-pixel probe (data only)", "log-mel": "log-mel probe (data only)"}
+
+
+def _colours(values: list[Any]) -> dict[Any, Any]:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {v: cycle[i % len(cycle)] for i, v in enumerate(values)}
+
+
+def _floors(table: pd.DataFrame, metric: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The reference marks of a final metric: (column, legend label, line style)."""
+    marks = [(f"random-init-{metric} mean", "random init (same network)",
+              {"color": "black", "linestyle": "-", "linewidth": 2.0})]
+    marks += [(f"{prefix}-{metric} mean", label,
+               {"color": "tab:red", "linestyle": "--", "linewidth": 1.5})
+              for prefix, label in DATA_PROBES.items()]
+    return [m for m in marks if m[0] in table.columns and table[m[0]].notna().any()]
+
+
+def _seed_counts(runs: pd.DataFrame | None, table: pd.DataFrame, grid_keys: list[str],
+                 metric: str) -> pd.Series:
+    """How many runs of each group (row of ``table``) have ``metric``: a failed seed has none;
+    the table's ``seeds`` (runs started) where the runs are not given."""
+    if runs is None or metric not in runs.columns:
+        return table["seeds"] if "seeds" in table.columns else pd.Series(1, index=table.index)
+    if not grid_keys:
+        return pd.Series(int(runs[metric].count()), index=table.index)
+    counts = runs.groupby(grid_keys, sort=False)[metric].count().rename("n").reset_index()
+    merged = table[grid_keys].merge(counts, on=grid_keys, how="left")["n"]
+    return merged.fillna(0).astype(int).set_axis(table.index)
+
+
 def _plot_final(table: pd.DataFrame, grid_keys: list[str], path: Path,
-                metrics: tuple[str, ...]) -> None:
-    """Grouped bars: one group per combination of the other axes, one colour per first-axis
-    value, error bars over seeds, black ticks for the same network at random init."""
+                metrics: tuple[str, ...], runs: pd.DataFrame | None = None) -> Figure | None:
+    """One panel per final metric, one bar per group (variant without the seed): the mean
+    over its seeds with the std as error bar. Bars are clustered by the other grid axes
+    (labelled under each cluster), labelled and coloured by the first axis. Each bar carries
+    its floors: the same network at random init (solid black) and, for the linear probe, the
+    probe of the input itself (dashed red: raw pixels or log-mel). The seeds are counted in
+    the legend, or on every bar where groups have different counts (failed runs)."""
     metrics = [m for m in metrics if f"{m} mean" in table.columns]
-    if not metrics:
-        return
-    hue, group_keys = _split_axes(grid_keys)
+    if not metrics or table.empty:
+        return None
+    hue, cluster_keys = _split_axes(grid_keys)
     hues = list(dict.fromkeys(table[hue])) if hue else ["all"]
-    groups = list(dict.fromkeys(table.apply(_group_label, axis=1, keys=group_keys)))
-    width = 0.8 / len(hues)
-    panel_width = max(5.0, 1.0 + 0.3 * len(hues) * len(groups))
-    fig, axes = plt.subplots(1, len(metrics), squeeze=False,
-                             figsize=(panel_width * len(metrics), 4.0))
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        top = 0.0
-        for h, value in enumerate(hues):
-            rows = table if hue is None else table[table[hue] == value]
-            positions = [groups.index(_group_label(r, group_keys)) + (h - (len(hues) - 1) / 2)
-                         * width for _, r in rows.iterrows()]
-            ax.bar(positions, rows[f"{metric} mean"], width=width * 0.95,
-                   yerr=rows[f"{metric} std"].fillna(0), capsize=3, label=str(value))
-            baseline = f"random-init-{metric} mean"
-            if baseline in rows.columns:
-                ax.scatter(positions, rows[baseline], color="black", marker="_", s=120,
-                           zorder=3, label="random init" if h == 0 else None)
-            top = max(top, float((rows[f"{metric} mean"] + rows[f"{metric} std"].fillna(0))
-                                 .max()))
-        ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
-        ax.set_ylim(0, min(1.0, top * 1.25))
+    colours = _colours(hues)
+    rows = table.reset_index(drop=True)
+    rows = rows.assign(cluster=rows.apply(lambda r: "\n".join(f"{k}={r[k]}"
+                                                              for k in cluster_keys), axis=1)
+                       if cluster_keys else "", hue=rows[hue] if hue else "all")
+    clusters = list(dict.fromkeys(rows["cluster"]))
+    slot = len(hues) + 1  # a gap between clusters
+    rows["x"] = [clusters.index(c) * slot + hues.index(h)
+                 for c, h in zip(rows["cluster"], rows["hue"], strict=True)]
+    rows = rows.sort_values("x", kind="stable").reset_index(drop=True)
+    counts = {m: _seed_counts(runs, rows, grid_keys, m) for m in metrics}
+    shown = {int(n) for m in metrics for n in counts[m][rows[f"{m} mean"].notna()]}
+    per_bar = len(shown) > 1
+    trained = "trained: mean ± std over " + ("n seeds (on each bar)" if per_bar else
+                                             f"{shown.pop() if shown else 0} seeds")
+    widest = max(len(str(h)) for h in hues)
+    long_labels = widest > 12 or widest * len(rows) > 60
+    stacked = len(rows) > 8  # many bars: one panel per row, full width
+    panel = (max(4.5, 1.5 + 0.45 * len(rows)), 3.4 + 0.35 * len(cluster_keys))
+    shape = (len(metrics), 1) if stacked else (1, len(metrics))
+    fig, axes = plt.subplots(*shape, squeeze=False, layout="constrained",
+                             figsize=(panel[0] * shape[1], panel[1] * shape[0]))
+    handles: dict[str, Any] = {trained: Patch(facecolor="lightgrey", edgecolor="grey")}
+    unders = []  # (panel, its axis of group labels)
+    for ax, metric in zip(axes.ravel(), metrics, strict=True):
+        mean, std = rows[f"{metric} mean"], rows[f"{metric} std"].fillna(0)
+        bars = ax.bar(rows["x"], mean.fillna(0), width=0.8, yerr=std, capsize=3,
+                      color=[colours[h] for h in rows["hue"]])
+        tops = [(mean + std).max()]
+        for column, label, style in _floors(rows, metric):
+            ax.hlines(rows[column], rows["x"] - 0.42, rows["x"] + 0.42, zorder=3, label=label,
+                      **style)
+            handles[label] = Line2D([], [], **style)
+            tops.append(rows[column].max())
+        top = float(np.nanmax(tops)) if np.isfinite(tops).any() else 1.0
+        ax.set_ylim(0, min(1.0, top * 1.12) if top <= 1.0 else top * 1.05)
+        for bar, x, value, n in zip(bars, rows["x"], mean, counts[metric], strict=True):
+            if pd.isna(value):  # a group whose runs all failed
+                ax.text(x, 0.02 * top, "no result", rotation=90, ha="center", va="bottom",
+                        fontsize=7, color="grey")
+            elif per_bar:
+                ax.text(x, 0.02 * top, f"n={n}", ha="center", va="bottom", fontsize=7,
+                        color="white", zorder=4)
+            bar.set_gid(f"n={n}")
+        ax.set_xticks(rows["x"], [str(h) for h in rows["hue"]],
+                      rotation=30 if long_labels else 0, ha="right" if long_labels else "center",
+                      fontsize=8)
+        ax.set_xlim(-0.7, rows["x"].max() + 0.7)
+        if cluster_keys:
+            centres = [rows.loc[rows["cluster"] == c, "x"].mean() for c in clusters]
+            under = ax.secondary_xaxis("bottom")
+            under.set_xticks(centres, clusters, fontsize=8)
+            under.tick_params(length=0)
+            unders.append((ax, under))
+            under.spines["bottom"].set_visible(False)
+            under.set_xlabel(f"bars: {hue}; groups: {', '.join(cluster_keys)}", fontsize=8)
+        elif hue:
+            ax.set_xlabel(hue, fontsize=8)
         ax.set_title(metric)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, title=hue, title_fontsize=7, loc="best")
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center",
+               ncols=len(handles), fontsize=8, frameon=False)
+    if unders:  # the group labels go below the bars' (possibly rotated) labels
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax, under in unders:
+            height = max(t.get_window_extent(renderer).height
+                         for t in ax.get_xticklabels() if t.get_text())
+            under.tick_params(pad=height * 72 / fig.dpi + 12)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def _plot_curves(runs: pd.DataFrame, grid_keys: list[str], path: Path, metric: str,
-                 target: float | None) -> None:
-    """A central metric per round, mean over seeds: one panel per combination of the other
-    grid axes, one line per first-axis value; the target as a dashed line."""
+                 target: float | None) -> Figure | None:
+    """A central metric per round: one panel per combination of the other grid axes, one line
+    per group (variant without the seed) coloured by the first axis: the mean over its seeds,
+    a band from the lowest to the highest seed where it has several, the number of seeds in
+    the legend; the target as a dashed line. The y range is the data's (and the target's)
+    with a small margin. Runs that did not complete are left out, so that every round's mean
+    is over the same seeds."""
     curves = []
-    for _, run in runs.iterrows():
+    for i, run in runs.iterrows():
         metrics_path = Path(run["run-dir"]) / "metrics.csv"
-        if not metrics_path.exists():
+        if run.get("status", COMPLETED) != COMPLETED or not metrics_path.exists():
             continue
         frame = pd.read_csv(metrics_path)
         central = frame[(frame["phase"] == "central") & (frame["metric"] == metric)]
         for _, row in central.iterrows():
-            curves.append({**{k: run[k] for k in grid_keys}, "round": row["round"],
+            curves.append({**{k: run[k] for k in grid_keys}, "run": i, "round": row["round"],
                            "value": row["value"]})
     if not curves:
-        return
+        return None
     frame = pd.DataFrame(curves)
     hue, panel_keys = _split_axes(grid_keys)
     frame["panel"] = frame.apply(_group_label, axis=1, keys=panel_keys)
+    frame["hue"] = frame[hue] if hue else "all"
     panels = list(dict.fromkeys(frame["panel"]))
+    colours = _colours(list(dict.fromkeys(frame["hue"])))
     ncols = min(len(panels), 4)
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.2 * ncols, 5.5), 3.4 * nrows + 0.3),
+                             squeeze=False, sharey=True)
     for ax in axes.ravel()[len(panels):]:
-        ax.set_visible(False)
+        fig.delaxes(ax)
+    values = [] if target is None else [target]
     for ax, panel in zip(axes.ravel(), panels, strict=False):
         rows = frame[frame["panel"] == panel]
-        for value, line in rows.groupby(hue, sort=False) if hue else [("all", rows)]:
-            mean = line.groupby("round")["value"].mean()
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=str(value))
+        for value, line in rows.groupby("hue", sort=False):
+            per_seed = line.pivot_table(index="round", columns="run", values="value",
+                                        aggfunc="last")
+            seeds = per_seed.shape[1]
+            mean = per_seed.mean(axis=1)
+            ax.plot(mean.index, mean.values, marker="o", markersize=3, color=colours[value],
+                    label=f"{value} (n={seeds})")
+            if seeds > 1:
+                low, high = per_seed.min(axis=1), per_seed.max(axis=1)
+                ax.fill_between(mean.index, low.values, high.values, color=colours[value],
+                                alpha=0.2, linewidth=0)
+                values += [low.min(), high.max()]
+            values += [mean.min(), mean.max()]
         if target is not None:
-            ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+            ax.axhline(target, color="grey", linestyle="--", linewidth=1,
+                       label=f"target {target:g}")
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{metric} (mean over seeds)")
-    axes[0][0].legend(fontsize=7, title=hue, title_fontsize=7)
+        ax.legend(fontsize=7, title=hue, title_fontsize=7)
+    finite = [v for v in values if np.isfinite(v)]
+    if finite:
+        low, high = min(finite), max(finite)
+        margin = 0.06 * (high - low) or 0.02 * max(abs(high), 1e-3)
+        axes[0][0].set_ylim(low - margin, high + margin)
+    several = frame.groupby(["panel", "hue"])["run"].nunique().gt(1).any()
+    band = "\nline: mean over seeds; band: lowest to highest seed" if several else ""
+    for row in axes:
+        row[0].set_ylabel(f"{metric}, mean over seeds", fontsize=9)
+    fig.suptitle(f"central {metric} per round{band}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
