@@ -254,6 +254,7 @@ def _cmd_select_best(args: argparse.Namespace) -> int:
         select_best,
         write_selection,
     )
+    from fedssl.tracking.checkpoint import CheckpointError
 
     run_dir = args.run_dir.resolve()
     try:
@@ -261,7 +262,7 @@ def _cmd_select_best(args: argparse.Namespace) -> int:
                               progress=not args.quiet, device=args.device)
         metric = args.metric or default_metric(scores)
         best = select_best(scores, metric, mode=args.mode)
-    except (FileNotFoundError, SelectionError) as err:
+    except (FileNotFoundError, SelectionError, CheckpointError, ConfigError) as err:
         print(f"fedssl: select-best: {err}", file=sys.stderr)
         return 2
     paths = write_selection(run_dir, scores, metric, best)

@@ -129,7 +129,13 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
             f"no config.json in {Path(run_dir)}; give the run directory of a finished "
             "`fedssl run` (the directory that holds config.json, metrics.csv and rounds/)"
         )
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SelectionError(f"{path} is unreadable ({err}); it is written by the run itself: "
+                             "give the directory of a run that started") from None
+    if not isinstance(stored, dict):
+        raise SelectionError(f"{path} does not hold a run config (a JSON object)")
     stored.pop("run-dir", None)  # added by the ServerApp next to the run config
     # Scoring does not resume anything: a resumed run's source directory may be gone by now.
     stored["resume-from"] = ""
@@ -226,8 +232,7 @@ def score_rounds(
     path_of = dict(kept)
     chosen = _pick_rounds(list(path_of), rounds, every)
     task = get_task(cfg.task)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device(device)
     model = _initial_model(task, cfg).to(device)
 
     rows: list[dict[str, Any]] = []
@@ -236,7 +241,7 @@ def score_rounds(
                disable=None if progress else True, dynamic_ncols=True)
     for rnd in bar:
         if rnd:
-            model.load_state_dict(load_round_model(path_of[rnd]))
+            _load_round(model, path_of[rnd], cfg)
         # The same seed before every evaluation: a score with any randomness in it (a probe's
         # init, a sampled subset) then differs between rounds only because the models do.
         seed_global(cfg.seed)
@@ -254,6 +259,30 @@ def score_rounds(
     frame = pd.DataFrame(rows)
     frame["round"] = frame["round"].astype(int)
     return frame
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    """The device to score on; ``None``: the GPU when one is visible, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise SelectionError(f"--device {str(device)!r} is not a device; use cpu, cuda or "
+                             "cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SelectionError(f"--device {str(device)!r}: torch sees no GPU here; use cpu")
+    return device
+
+
+def _load_round(model: torch.nn.Module, path: Path, cfg: RunConfig) -> None:
+    """Load a kept round's arrays; a file of another network is a SelectionError."""
+    try:
+        model.load_state_dict(load_round_model(path))
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise SelectionError(f"{path} does not fit the run's model (model={cfg.model!r}, "
+                             f"ssl-method={cfg.ssl_method!r} in config.json): {first}") from None
 
 
 def write_selection(
