@@ -506,3 +506,19 @@ def test_a_federation_over_esc50_with_a_corrupt_file_completes(tmp_path: Path) -
     assert skipped_files(train, train.subset(np.arange(3)), object()) == [str(bad)]
     assert summary["skipped-files-count"] == 1
     assert (tmp_path / "run" / "skipped-files.txt").read_text().split() == [str(bad)]
+
+
+def test_hyper_search_on_a_truncated_cifar_names_the_batches(tmp_path, capsys):
+    from fedssl.cli import main
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                 "data_batch_5", "test_batch", "batches.meta"):
+        (folder / name).write_bytes(b"\x80\x04truncat")
+    code = main(["hyper-search", "--model", "repopt-vgg-tiny", "--out", str(tmp_path / "s.pt"),
+                 "--dataset", "cifar10", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "batch files are corrupt" in err and str(folder / "data_batch_1") in err
+    assert not (tmp_path / "s.pt").exists()

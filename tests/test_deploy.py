@@ -291,3 +291,9 @@ def test_a_supernode_with_a_missing_data_dir_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and "nope" in err and "Traceback" not in err
+
+
+def test_credentials_into_an_unwritable_place_are_refused(capsys):
+    assert main(["deploy", "credentials", "--out", "/proc/fedssl/creds"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /proc/fedssl" in err and "Traceback" not in err

@@ -121,6 +121,11 @@ def run_deploy(args: argparse.Namespace) -> int:
             raise
         print(f"fedssl deploy {args.role}: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a directory that cannot be made or written (e.g. under /proc)
+        where = f" {err.filename}" if err.filename else ""
+        print(f"fedssl deploy {args.role}: cannot write{where}: {err.strerror or err}; choose "
+              "a directory you can write to", file=sys.stderr)
+        return 2
 
 
 def _credentials(args: argparse.Namespace) -> int:
