@@ -217,12 +217,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def default_run_name(self, what: str) -> str:
-        """``<dataset>-<what>-<strategy>-<timestamp>-<4 hex>``, used when run-name is empty;
+        """``<dataset>-<what>-<strategy>-<timestamp>-<8 hex>``, used when run-name is empty;
         ``what`` is the task's word for the run (the SSL method of an SSL run, the network of a
         classification run: :meth:`fedssl.clients.ClientTask.run_name`)."""
         # The random tail keeps two runs started in the same second apart.
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return f"{self.dataset}-{what}-{self.strategy}-{stamp}-{secrets.token_hex(2)}"
+        return f"{self.dataset}-{what}-{self.strategy}-{stamp}-{secrets.token_hex(4)}"
 
     @property
     def tags(self) -> list[str]:

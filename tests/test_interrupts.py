@@ -55,11 +55,20 @@ def _wait_for_a_round(process: subprocess.Popen, run_dir: Path, timeout: float =
     raise AssertionError("no round finished in time")
 
 
-def _none_left(mark: str, timeout: float) -> list[int]:
+def _none_left(mark: str, timeout: float) -> list[str]:
+    """The command lines of marked processes still alive after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while (left := _marked(mark)) and time.monotonic() < deadline:
         time.sleep(1)
-    return left
+    return [_cmdline(pid) for pid in left]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return f"{pid}: " + (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(
+            b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return f"{pid}: (gone)"
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")

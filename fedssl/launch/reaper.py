@@ -62,10 +62,15 @@ def end_marked(token: str, grace: float = 10.0) -> list[int]:
     deadline = time.monotonic() + grace
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    # Marked processes started during the grace period (Ray respawning a worker) go too.
-    for pid in {*pids, *marked_processes(token)}:
-        if _alive(pid):
+    # Then SIGKILL, scanning again until none is left: processes started meanwhile (a worker
+    # Ray spawns while its raylet is shutting down) are marked too.
+    deadline = time.monotonic() + grace
+    while (left := [p for p in {*pids, *marked_processes(token)} if _alive(p)]):
+        for pid in left:
             _signal(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     return pids
 
 
