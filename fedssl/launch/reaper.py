@@ -64,13 +64,15 @@ def end_marked(token: str, grace: float = 10.0) -> list[int]:
         time.sleep(0.2)
     # Then SIGKILL, scanning again until none is left: processes started meanwhile (a worker
     # Ray spawns while its raylet is shutting down) are marked too.
-    deadline = time.monotonic() + grace
-    while (left := [p for p in {*pids, *marked_processes(token)} if _alive(p)]):
+    # A process forked just before its parent died can appear after a scan that found
+    # nothing, so it takes three empty scans in a row to be done.
+    deadline, empty = time.monotonic() + 2 * grace, 0
+    while empty < 3 and time.monotonic() < deadline:
+        left = [p for p in {*pids, *marked_processes(token)} if _alive(p)]
         for pid in left:
             _signal(pid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        empty = 0 if left else empty + 1
+        time.sleep(0.5)
     return pids
 
 
