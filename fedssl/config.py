@@ -92,6 +92,9 @@ class RunConfig:
     min_train_nodes: int = _key(2, "fewest replies a round needs to update the model", min=1)
     min_available_nodes: int = _key(2, "nodes to wait for before a round starts", min=1)
     round_timeout: float = _key(3600.0, "seconds to wait for the replies of a round", gt=0.0)
+    max_failed_fraction: float = _key(
+        0.5, "largest share of a round's sampled clients whose replies may fail; more stops "
+        "the run (status failed); 1.0: never stop", min=0.0, max=1.0)
     server_optimizer: str = _key(
         "none", "server optimiser after ldawa/fedvssl's combination", registry="server optimizers"
     )
@@ -273,7 +276,7 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
 RESUME_MAY_CHANGE = frozenset({
     "num-server-rounds", "resume-from", "output-dir", "run-name", "data-dir", "round-timeout",
     "eval-every", "keep-round-models", "wandb-mode", "wandb-project", "wandb-group",
-    "wandb-tags", "fault-partition", "fault-kind",
+    "wandb-tags", "fault-partition", "fault-kind", "max-failed-fraction",
 })
 
 
