@@ -1,7 +1,5 @@
-"""A run stopped by SIGTERM (a scheduler, `timeout`) leaves no process behind, and its last
-checkpoint stays usable (real CLI, real SuperLink and Ray). When the command itself is
-SIGKILLed, a watchdog ends what it started; under load a Ray agent was seen to outlive it, so
-that case has no test here yet (see the issue tracker)."""
+"""A run stopped by SIGTERM (a scheduler, `timeout`) or killed outright (SIGKILL) leaves no
+process behind, and its last checkpoint stays usable (real CLI, real SuperLink and Ray)."""
 
 from __future__ import annotations
 
@@ -83,4 +81,15 @@ def test_sigterm_stops_the_run_and_everything_it_started(tmp_path):
     err = process.stderr.read()
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err
     assert _none_left(mark, timeout=30) == []
+    assert load_checkpoint(tmp_path / "run")["round"] >= 1
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_a_killed_command_leaves_no_process_behind(tmp_path):
+    mark = uuid.uuid4().hex
+    process = _start(tmp_path / "run", mark)
+    _wait_for_a_round(process, tmp_path / "run")
+    process.kill()  # no handler of the command runs: its supervisor ends what it started
+    process.wait(timeout=30)
+    assert _none_left(mark, timeout=90) == []
     assert load_checkpoint(tmp_path / "run")["round"] >= 1

@@ -38,7 +38,7 @@ from fedssl.launch.flwr_cli import (
     free_port,
     process_env,
 )
-from fedssl.launch.reaper import TOKEN_ENV, end_marked, start_watchdog
+from fedssl.launch.reaper import TOKEN_ENV, end_marked, supervised_command
 
 __all__ = [
     "APP_DIR", "Federation", "LocalSuperLink", "RayClusterUnreachable", "RunOutcome",
@@ -182,10 +182,10 @@ class LocalSuperLink:
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
         self.ray_address = ray_address
-        # Every process of this SuperLink carries the token (fedssl.launch.reaper), so all of
-        # them end with it, whichever way this command ends.
+        # The SuperLink runs under a supervisor (fedssl.launch.reaper) that ends every process
+        # below it, whichever way this command ends. Each process also carries the token,
+        # the `flwr` CLI processes this command starts outside that tree included.
         self.token = secrets.token_hex(8)
-        self.watchdog: subprocess.Popen | None = None
         self.env = process_env() | {"FLWR_HOME": str(self.home),
                                     "FLWR_DISABLE_UPDATE_CHECK": "1", TOKEN_ENV: self.token}
         # Only an explicit address reaches Ray: a RAY_ADDRESS left in the user's shell must not
@@ -207,9 +207,10 @@ class LocalSuperLink:
             "--disable-runtime-dependency-installation",
             "--log-file", str(self.home / "superlink.log"),
         ]
-        self.watchdog = start_watchdog(os.getpid(), self.token, cleanup=self.home)
+        # A session of its own: Ctrl-C reaches this command, which then stops it in order.
         self.process = subprocess.Popen(
-            command, cwd=self.home, env=self.env, stdout=subprocess.DEVNULL,
+            supervised_command(command, parent=os.getpid(), token=self.token, cleanup=self.home),
+            cwd=self.home, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
         )
         deadline = time.monotonic() + self.startup_timeout
@@ -232,18 +233,14 @@ class LocalSuperLink:
         """End the SuperLink and every process it started (SuperExec, the simulation, Ray),
         and remove its temporary directory."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # the supervisor ends its whole tree
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=90)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait()
         self.process = None
-        end_marked(self.token)
-        if self.watchdog is not None:
-            self.watchdog.kill()
-            self.watchdog.wait()
-            self.watchdog = None
+        end_marked(self.token, grace=2.0)  # a second net: anything that escaped the tree
         shutil.rmtree(self.home, ignore_errors=True)
 
     def run(
