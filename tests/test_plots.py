@@ -386,3 +386,19 @@ def test_final_accuracy_counts_seeds_per_bar_when_they_differ(tmp_path):
     plt.close(fig)
     write_report(spec, runs, tmp_path, announce=False)
     assert _is_png(tmp_path / "final_accuracy.png") and _is_png(tmp_path / "retrieval_r1.png")
+
+
+def test_results_table_counts_completed_seeds_and_failed_ones_apart():
+    runs = pd.DataFrame({
+        "status": ["finished:completed", "finished:failed", "finished:completed",
+                   "finished:failed"],
+        "strategy": ["fedavg", "fedavg", "ldawa", "krum"],
+        "knn-accuracy": [0.5, float("nan"), 0.7, float("nan")],
+    })
+    table = results_table(runs, ["strategy"]).set_index("strategy")
+    assert table.loc["fedavg", "seeds"] == 1 and table.loc["fedavg", "failed"] == 1
+    assert table.loc["fedavg", "knn-accuracy mean"] == 0.5
+    assert table.loc["ldawa", "seeds"] == 1 and table.loc["ldawa", "failed"] == 0
+    assert table.loc["krum", "seeds"] == 0 and table.loc["krum", "failed"] == 1
+    assert "failed" not in results_table(runs[runs["status"] == "finished:completed"],
+                                         ["strategy"])

@@ -129,3 +129,8 @@ def test_the_server_refuses_to_resume_over_another_client_count(tmp_path):
         run_federated(InProcessGrid(resumed, 2), resumed)
     assert (tmp_path / "partitions.csv").read_bytes() == partitions
     assert len(pd.read_csv(tmp_path / "metrics.csv")) > 0
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
+    _refused(capsys, ["run", "output-dir=/proc/fedssl-run"], "/proc/fedssl-run",
+             "cannot be written")

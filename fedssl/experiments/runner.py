@@ -358,21 +358,30 @@ def results_table(runs: pd.DataFrame, grid_keys: list[str],
                   report_metrics: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """Mean and std over seeds of every accuracy column and every report metric (and
     rounds-to-target, with the number of seeds that reached the target), one row per grid
-    combination."""
+    combination. ``seeds`` counts the runs that completed (those the means are over);
+    ``failed`` the others, when there are any."""
     metrics = [c for c in runs.columns
                if _is_reported(c, report_metrics) or c == "rounds-to-target"]
     if not grid_keys:
         runs = runs.assign(variant="all")
         grid_keys = ["variant"]
-    sizes = runs.groupby(grid_keys, sort=False).size()
+    completed = (runs["status"] == COMPLETED if "status" in runs.columns
+                 else pd.Series(True, index=runs.index))
+    failed = (~completed).groupby([runs[k] for k in grid_keys], sort=False).sum()
+    runs = runs[completed]
+    sizes = runs.groupby(grid_keys, sort=False).size().reindex(failed.index, fill_value=0)
     if metrics:
         table = runs.groupby(grid_keys, sort=False)[metrics].agg(["mean", "std"])
         table.columns = [f"{m} {stat}" for m, stat in table.columns]
     else:  # no run has metrics yet (a partial report whose runs failed)
         table = sizes.to_frame().iloc[:, :0]
+    table = table.reindex(failed.index)  # a combination whose every seed failed stays a row
     table["seeds"] = sizes
+    if failed.any():
+        table["failed"] = failed
     if "rounds-to-target" in runs.columns:
-        table["reached-target"] = runs.groupby(grid_keys, sort=False)["rounds-to-target"].count()
+        table["reached-target"] = runs.groupby(grid_keys, sort=False)["rounds-to-target"].count(
+        ).reindex(failed.index, fill_value=0)
     return table.reset_index()
 
 
