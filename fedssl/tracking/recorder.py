@@ -29,7 +29,8 @@ class RunRecorder:
     Columns: round, phase (``train``/``evaluate``/``central``/``final``), source (``server`` or
     ``client``), partition (client partition id, empty for the server), metric, value.
     On resume, rows of rounds after the checkpoint are dropped: they belong to the round the
-    interruption cut short, which is run again.
+    interruption cut short, which is run again. So are ``final`` rows: they closed the earlier
+    segment (a finished run extended with more rounds), and the resumed run writes its own.
     """
 
     def __init__(self, run_dir: str | Path, *, resume_round: int | None = None) -> None:
@@ -38,7 +39,8 @@ class RunRecorder:
         self.metrics_path = self.run_dir / "metrics.csv"
         if resume_round is not None and self.metrics_path.exists():
             frame = pd.read_csv(self.metrics_path)
-            frame[frame["round"] <= resume_round].to_csv(self.metrics_path, index=False)
+            kept = (frame["round"] <= resume_round) & (frame["phase"] != "final")
+            frame[kept].to_csv(self.metrics_path, index=False)
         elif not self.metrics_path.exists() or resume_round is None:
             with open(self.metrics_path, "w", newline="") as fh:
                 csv.writer(fh).writerow(METRIC_COLUMNS)
