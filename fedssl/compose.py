@@ -2,11 +2,16 @@
 
 The config schema (:mod:`fedssl.config`) checks each value on its own; here the registries
 say whether a name exists, and each part checks what concerns it: the task its dataset, model
-and SSL method (:meth:`fedssl.clients.ClientTask.check_config`), the strategy its own settings
-(its ``check`` tag), the partitioner whether the data has groups, the dataset whether its files
-are where ``data-dir`` says. :func:`validate` runs once per process and config; the CLI,
-``fedssl deploy submit``, the ServerApp and ``fedssl select-best`` call it. Errors are
-:class:`~fedssl.config.ConfigError` naming the key, the value and what is valid.
+and SSL method (its catalogue entry, :func:`fedssl.catalogue.tasks.check_task`), the strategy
+its own settings (its ``check`` tag), the partitioner whether the data has groups, the dataset
+whether its files are where ``data-dir`` says. :func:`validate` runs once per process and
+config; the CLI, ``fedssl deploy submit``, the ServerApp and ``fedssl select-best`` call it.
+Errors are :class:`~fedssl.config.ConfigError` naming the key, the value and what is valid.
+
+Validation reads only the catalogue (:mod:`fedssl.catalogue`: names, tags, torch-free checks)
+and, for the file check, the dataset's layout check: no torch, lightly, torchvision,
+torchaudio, scikit-learn or Ray is imported to refuse a config (an import-linter contract
+keeps it so), so an error answers in well under a second. Building the parts imports them.
 
 The ServerApp then builds its parts here: the task, the strategy (:func:`build_strategy`)
 and the callbacks of its round loop (:func:`build_callbacks`).
@@ -18,18 +23,28 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedssl.clients import TASKS, ClientTask, get_task
+from fedssl.catalogue import (
+    DATASET_REGISTRY,
+    MODELS,
+    PARTITIONER_REGISTRY,
+    SERVER_OPTIMIZERS,
+    SSL_REGISTRY,
+    STRATEGIES,
+    TASKS,
+    StrategyParams,
+    check_partitioner,
+    check_task,
+    get_task,
+)
+from fedssl.catalogue.tasks import accepts_model
 from fedssl.common.registry import Registry
 from fedssl.config import ConfigError, RunConfig, check_local_paths
-from fedssl.datasets import DATASET_REGISTRY, DatasetNotFoundError
-from fedssl.datasets.partitioners import PARTITIONER_REGISTRY, check_partitioner
-from fedssl.models import MODELS, SSL_REGISTRY
-from fedssl.strategies.registry import SERVER_OPTIMIZERS, STRATEGIES, StrategyParams
 
 if TYPE_CHECKING:
     from flwr.serverapp.strategy import Strategy
 
     from fedssl.callbacks import ServerCallback
+    from fedssl.clients import ClientTask
 
 __all__ = [
     "build_callbacks",
@@ -41,7 +56,7 @@ __all__ = [
 ]
 
 # Which registry knows the names a key may take, in the order errors are reported.
-_NAMED_KEYS: tuple[tuple[str, str, Registry | dict], ...] = (
+_NAMED_KEYS: tuple[tuple[str, str, Registry], ...] = (
     ("task", "task", TASKS),
     ("strategy", "strategy", STRATEGIES),
     ("server-optimizer", "server_optimizer", SERVER_OPTIMIZERS),
@@ -70,10 +85,9 @@ def _validate(cfg: RunConfig, local_paths: bool) -> None:
         if value not in registry:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of: "
                               f"{', '.join(registry)}")
-    task = get_task(cfg.task)
-    if wrong := task.check_config(cfg):
+    if wrong := check_task(cfg):
         raise ConfigError(f"task={cfg.task!r} does not fit: " + "; ".join(wrong)
-                          + _model_hint(cfg, task))
+                          + _model_hint(cfg))
     try:
         check_partitioner(cfg.partitioner,
                           has_groups=DATASET_REGISTRY.tags(cfg.dataset)["groups"])
@@ -92,17 +106,21 @@ def _validate(cfg: RunConfig, local_paths: bool) -> None:
         _check_files(cfg)
 
 
-def _model_hint(cfg: RunConfig, task: ClientTask) -> str:
-    if task.accepts_model(cfg.model):
+def _model_hint(cfg: RunConfig) -> str:
+    if accepts_model(cfg.task, cfg.model):
         return ""
-    takers = [name for name, cls in TASKS.items() if cls.accepts_model(cfg.model)]
+    takers = [name for name in TASKS if accepts_model(name, cfg.model)]
     return f" (model={cfg.model!r} is trained by task={' or '.join(takers)})" if takers else ""
 
 
 def _check_files(cfg: RunConfig) -> None:
     if DATASET_REGISTRY.tags(cfg.dataset)["local_files"]:
+        # The dataset's layout check (fedssl.datasets.checks or .audio_loader), imported now.
+        check = DATASET_REGISTRY.get(cfg.dataset)
+        from fedssl.datasets.base import DatasetNotFoundError
+
         try:
-            DATASET_REGISTRY.get(cfg.dataset)(data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset)
+            check(data_dir=cfg.data_dir, hf_dataset=cfg.hf_dataset)
         except DatasetNotFoundError as err:
             raise ConfigError(f"data-dir={cfg.data_dir!r}: {err}") from None
         except ValueError as err:
@@ -126,7 +144,7 @@ def default_run_name(cfg: RunConfig) -> str:
 def build_strategy(cfg: RunConfig) -> Strategy:
     """The run's Flower strategy, built from its server-side settings."""
     params = StrategyParams(**{f: getattr(cfg, f) for f in StrategyParams.__dataclass_fields__})
-    return STRATEGIES[validate(cfg).strategy](params)
+    return STRATEGIES.get(validate(cfg).strategy)(params)
 
 
 def strategy_warnings(cfg: RunConfig) -> list[str]:

@@ -96,7 +96,8 @@ class ToyBrightnessTask(ClientTask):
 
 
 def test_the_toy_task_is_registered_and_validated_by_its_own_rules():
-    assert TASKS.tags("toy-brightness") == {"modality": "image"}
+    assert TASKS.tags("toy-brightness") == {"modality": "image", "model_kinds": ("backbone",),
+                                            "trains_ssl_method": False}
     validate(RunConfig(task="toy-brightness"))
     with pytest.raises(ConfigError, match="task='toy-brightness' does not fit: dataset="):
         validate(RunConfig(task="toy-brightness", dataset="spoken-digits"))

@@ -1,10 +1,11 @@
-"""What a client does, one task per file, each registered in :data:`TASKS`.
+"""What a client does, one task per file, each with its entry in :data:`TASKS`.
 
 A task builds the federated model, trains it on one partition given the round's instructions
 and evaluates it (locally, and centrally on the server). Strategies' client halves are
 :class:`~fedssl.clients.instructions.LocalRule` s beside the tasks (FedProx's proximal term,
-FedRepOpt's gradient masks, FedVSSL's partial loading). Importing this package registers the
-built-in tasks and rules. This package must not import ``flwr``.
+FedRepOpt's gradient masks, FedVSSL's partial loading). The tasks' entries are declared in
+:mod:`fedssl.catalogue.tasks`; importing this package registers the rules. This package must
+not import ``flwr``.
 """
 
 from fedssl.clients import partial, proximal, repopt

@@ -27,7 +27,6 @@ from fedssl.clients.evaluation import (
     linear_probe_accuracy,
     retrieval_recall,
 )
-from fedssl.clients.registry import register_task
 from fedssl.clients.ssl_task import SSLTask
 from fedssl.datasets.audio_base import AudioArrays
 from fedssl.datasets.audio_loader import AUDIO_DATASETS
@@ -90,7 +89,6 @@ def log_mel_probe(train: AudioArrays, test: AudioArrays, frontend: torch.nn.Modu
                                       seed=seed))
 
 
-@register_task
 class AudioSSLTask(SSLTask):
     """Audio backbone + SSL objective, trained on unlabelled audio partitions: two augmented
     log-mel views for feature matching, one for clip-order prediction."""

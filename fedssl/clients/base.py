@@ -159,19 +159,24 @@ class ClientTask(ABC):
     what gets federated.
 
     A task declares its ``name`` (the run config's ``task``), its ``modality`` (the datasets
-    and backbones it takes, by their registry tags) and checks the rest of the run config that
-    concerns it (:meth:`check_config`). It trains on one partition given the round's
+    and backbones it takes, by their registry tags), the ``model_kinds`` it trains and whether
+    it ``trains_ssl_method``. The run config is checked from its registry entry's tags (and
+    the entry's own ``check``, a torch-free function), without importing the task:
+    :func:`fedssl.catalogue.tasks.check_task`. It trains on one partition given the round's
     :class:`~fedssl.clients.instructions.RoundInstructions` (which carry every strategy's
     client half: a task never sees a strategy) and evaluates: locally, centrally every few
     rounds, at the end against the random initialisation, and for model selection.
 
-    A new task is one file: a subclass decorated with :func:`fedssl.clients.register_task`.
+    A new task is one file plus one registry entry: its line in :mod:`fedssl.catalogue.tasks`
+    (or, outside the package, the class decorated with :func:`fedssl.clients.register_task`).
     """
 
     name: ClassVar[str]
     modality: ClassVar[str]
     #: The kinds of registered model (``fedssl.models.MODELS`` tag ``kind``) it trains.
     model_kinds: ClassVar[tuple[str, ...]] = ("backbone",)
+    #: Whether it trains the run's ``ssl-method`` (which must then fit its modality).
+    trains_ssl_method: ClassVar[bool] = False
 
     def _model_once(self, key: tuple, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         """``build()`` on the training device, once per process and ``key``: Flower makes a
@@ -181,38 +186,6 @@ class ClientTask(ABC):
         if key not in cache:
             cache[key] = build().to(device_for_training())
         return cache[key]
-
-    @classmethod
-    def accepts_model(cls, name: str) -> bool:
-        """Whether the registered model ``name`` is of the task's modality and kinds."""
-        from fedssl.models import MODELS
-
-        if name not in MODELS:
-            return False
-        tags = MODELS.tags(name)
-        return tags["kind"] in cls.model_kinds and cls.modality in tags["modalities"]
-
-    def check_config(self, cfg: RunConfig) -> list[str]:
-        """What in ``cfg`` does not fit this task (an empty list when all does).
-
-        The default asks the registries: the dataset and the model must be of the task's
-        ``modality`` and the model of one of its ``model_kinds``. Each entry names the key,
-        the value and what would fit.
-        """
-        from fedssl.datasets import DATASET_REGISTRY
-        from fedssl.models import MODELS
-
-        wrong = []
-        data_modality = DATASET_REGISTRY.tags(cfg.dataset)["modality"]
-        if data_modality != self.modality:
-            fits = ", ".join(DATASET_REGISTRY.names(modality=self.modality))
-            wrong.append(f"dataset={cfg.dataset!r} is {data_modality} (needs one of {fits})")
-        if not self.accepts_model(cfg.model):
-            tags = MODELS.tags(cfg.model)
-            fitting = [n for n in MODELS if self.accepts_model(n)]
-            wrong.append(f"model={cfg.model!r} is an {'/'.join(tags['modalities'])} "
-                         f"{tags['kind']} (needs one of {', '.join(fitting)})")
-        return wrong
 
     def run_name(self, cfg: RunConfig) -> str:
         """What names a run of this task by default (after the dataset): the model."""

@@ -29,10 +29,9 @@ from fedssl.clients.base import (
     steps_over,
 )
 from fedssl.clients.image_data import IMAGE_DATA
-from fedssl.clients.registry import register_task
 from fedssl.common.scales import load_scales
 from fedssl.models import MODELS, NORMALIZE, build_backbone, reparameterize_model
-from fedssl.models.repopt import REPOPT_MODES, build_repopt_model, init_target_from_scales
+from fedssl.models.repopt import build_repopt_model, init_target_from_scales
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -173,7 +172,6 @@ class BackboneClassifier(nn.Module):
         return self.classifier(self.backbone(x))
 
 
-@register_task
 class ImageClassificationTask(ClientTask):
     """Cross-entropy training of a classifier on labelled image partitions: a RepOpt network
     (``repopt-mode`` picks its form) or a registered backbone with a linear head."""
@@ -184,17 +182,6 @@ class ImageClassificationTask(ClientTask):
 
     def _is_repopt(self, cfg: RunConfig) -> bool:
         return MODELS.tags(cfg.model).get("family") == "repopt"
-
-    def check_config(self, cfg: RunConfig) -> list[str]:
-        wrong = super().check_config(cfg)
-        if cfg.repopt_mode not in REPOPT_MODES:
-            wrong.append(f"repopt-mode={cfg.repopt_mode!r} (choose one of "
-                         f"{', '.join(REPOPT_MODES)})")
-        if cfg.repopt_scales and not (self._is_repopt(cfg) and cfg.repopt_mode == "target"):
-            wrong.append(f"repopt-scales={cfg.repopt_scales!r} initialises a plain RepOpt "
-                         f"model; it needs a RepOpt model with repopt-mode=target, got "
-                         f"model={cfg.model!r}, repopt-mode={cfg.repopt_mode!r}")
-        return wrong
 
     # ------------------------------------------------------------------ model
     def _architecture(self, cfg: RunConfig) -> nn.Module:

@@ -13,7 +13,6 @@ from torch.utils.data import Dataset
 
 from fedssl.clients.evaluation import cached_accuracy, extract_features, linear_probe_accuracy
 from fedssl.clients.image_data import IMAGE_DATA
-from fedssl.clients.registry import register_task
 from fedssl.clients.ssl_task import SSLTask
 from fedssl.datasets import ImageArrays
 from fedssl.models import ViewOptions, build_eval_transform, build_ssl_transform
@@ -57,7 +56,6 @@ def raw_pixel_probe(train: ImageArrays, test: ImageArrays, *, seed: int) -> floa
     )
 
 
-@register_task
 class ImageSSLTask(SSLTask):
     """Backbone + projection head(s) + lightly loss, trained on unlabelled image partitions;
     each sample yields the method's two lightly views."""

@@ -34,7 +34,7 @@ from fedssl.clients.base import (
     train_reply,
 )
 from fedssl.clients.evaluation import knn_accuracy, linear_probe_accuracy
-from fedssl.models import SSL_REGISTRY, build_backbone, build_ssl_model
+from fedssl.models import build_backbone, build_ssl_model
 
 if TYPE_CHECKING:
     from fedssl.clients.data import PartitionedData
@@ -46,6 +46,8 @@ __all__ = ["SSLTask"]
 
 class SSLTask(ClientTask):
     """Backbone + SSL objective (``ssl-method``), trained on unlabelled partitions."""
+
+    trains_ssl_method = True
 
     #: The modality's splits and partitions.
     data: ClassVar[PartitionedData]
@@ -82,15 +84,6 @@ class SSLTask(ClientTask):
             k=cfg.knn_k)}
 
     # ------------------------------------------------------------------ config and model
-    def check_config(self, cfg: RunConfig) -> list[str]:
-        wrong = super().check_config(cfg)
-        fits = SSL_REGISTRY.names(modalities=self.modality)
-        if cfg.ssl_method not in fits:
-            tags = SSL_REGISTRY.tags(cfg.ssl_method)
-            wrong.append(f"ssl-method={cfg.ssl_method!r} is {tags['objective']} SSL for "
-                         f"{'/'.join(tags['modalities'])} (needs one of {', '.join(fits)})")
-        return wrong
-
     def run_name(self, cfg: RunConfig) -> str:
         return cfg.ssl_method
 

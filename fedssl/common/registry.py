@@ -85,6 +85,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.kind = kind
         self._entries: dict[str, T | _Declared] = {}
         self._tags: dict[str, dict[str, Any]] = {}
+        self._targets: dict[str, str] = {}
 
     def _check_new(self, name: str) -> None:
         if not isinstance(name, str) or not name:
@@ -132,13 +133,13 @@ class Registry(Mapping[str, T], Generic[T]):
                              "'package.module:attr'")
         self._entries[name] = _Declared(target, tuple(bind))
         self._tags[name] = dict(tags)
+        self._targets[name] = target
         return name
 
     def target(self, name: str) -> str | None:
         """Where a declared ``name`` is imported from (``None`` for a registered object)."""
         self._known(name)
-        entry = self._entries[name]
-        return entry.target if isinstance(entry, _Declared) else None
+        return self._targets.get(name)
 
     def is_loaded(self, name: str) -> bool:
         """Whether ``name``'s object is at hand (registered, or declared and imported)."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from fedssl.datasets.audio_base import AudioArrays
 from fedssl.datasets.audio_sources import AUDIO_CHECKS, AUDIO_SOURCES
 from fedssl.datasets.base import DatasetNotFoundError
-from fedssl.datasets.registry import DATASET_REGISTRY
 from fedssl.datasets.spoken_digits import find_spoken_digits_dir, load_spoken_digits
 
 __all__ = [
@@ -67,14 +66,6 @@ def check_audio_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") 
         raise DatasetNotFoundError(f"dataset {name!r} needs data-dir, the dataset's directory")
     else:
         AUDIO_CHECKS[name](data_dir)
-
-
-for _name in AUDIO_DATASETS:
-    # spoken-digits is embedded (rendered into the package); the others are read from
-    # data-dir. Every audio source may carry speaker/recording groups.
-    DATASET_REGISTRY.register(
-        _name, functools.partial(check_audio_dataset, _name), modality="audio",
-        local_files=_name != "spoken-digits", groups=True)
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,40 +18,15 @@ from sklearn.model_selection import train_test_split
 
 from fedssl.datasets.base import DatasetNotFoundError, ImageArrays, load_image_file, stack_images
 
+# The layout check is torch-free and lives with the other checks (fedssl.datasets.checks).
+from fedssl.datasets.checks import IMAGEFOLDER_LAYOUT, split_roots
+
 if TYPE_CHECKING:
     from torchvision.datasets import ImageFolder
 
 HOLDOUT_FRACTION = 0.2
 HOLDOUT_SEED = 0
-LAYOUT = (
-    "<data_dir>/<class>/<image> (then 20% is held out for test), or "
-    "<data_dir>/train/<class>/<image> plus <data_dir>/test/<class>/<image> "
-    "(or val/ instead of test/)"
-)
-
-
-def split_roots(data_dir: str | Path) -> tuple[Path, Path | None]:
-    """Return ``(train_root, test_root)``; ``test_root`` is None when no explicit split exists.
-
-    Raises
-    ------
-    DatasetNotFoundError
-        If ``data_dir`` is empty, missing, or holds no class folder with images.
-    """
-    if not str(data_dir):
-        raise DatasetNotFoundError(
-            f"dataset 'imagefolder' needs data_dir (got an empty string); expected layout: {LAYOUT}"
-        )
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DatasetNotFoundError(
-            f"dataset 'imagefolder': data_dir={str(data_dir)!r} is not a directory "
-            f"(looked at {root.resolve()}); expected layout: {LAYOUT}"
-        )
-    test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and test is not None:
-        return root / "train", test
-    return root, None
+LAYOUT = IMAGEFOLDER_LAYOUT
 
 
 def _discover(root: Path, allow_empty: bool = False) -> ImageFolder:
@@ -66,14 +41,6 @@ def _discover(root: Path, allow_empty: bool = False) -> ImageFolder:
             f"dataset 'imagefolder': no usable images under {root} ({err}); expected "
             f"layout: {LAYOUT}"
         ) from err
-
-
-def check_imagefolder(data_dir: str | Path) -> None:
-    """Walk the tree (file names only, no decoding); raise DatasetNotFoundError if unusable."""
-    train_root, test_root = split_roots(data_dir)
-    _discover(train_root)
-    if test_root is not None:
-        _discover(test_root, allow_empty=True)
 
 
 def load_imagefolder(split: str, *, data_dir: str | Path, image_size: int) -> ImageArrays:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError, ImageArrays
-from fedssl.datasets.cifar import find_cifar_dir, load_cifar
+from fedssl.datasets.checks import DATASETS, check_image_dataset
+from fedssl.datasets.cifar import load_cifar
 from fedssl.datasets.embedded import load_embedded_digits
 from fedssl.datasets.huggingface import load_hf
-from fedssl.datasets.imagefolder import check_imagefolder, load_imagefolder
-from fedssl.datasets.registry import DATASET_REGISTRY
-from fedssl.datasets.tiny_imagenet import find_tiny_imagenet_dir, load_tiny_imagenet
+from fedssl.datasets.imagefolder import load_imagefolder
+from fedssl.datasets.tiny_imagenet import load_tiny_imagenet
 
-DATASETS: tuple[str, ...] = (
-    "embedded-digits",
-    "cifar10",
-    "cifar100",
-    "tiny-imagenet",
-    "imagefolder",
-    "hf",
-)
 SPLITS: tuple[str, ...] = ("train", "test")
 # Small: one Tiny-ImageNet train split alone is about 1.2 GB.
 _CACHE_SIZE = 4
@@ -31,50 +22,8 @@ def _check_name(name: str) -> None:
         raise ValueError(f"dataset name must be one of {DATASETS}; got {name!r}")
 
 
-def check_dataset(name: str, *, data_dir: str = "", hf_dataset: str = "") -> None:
-    """Cheaply verify that ``name`` can be loaded (file names only, no pixels decoded; the
-    CIFAR batches are also glanced at: not empty, pickle start and end bytes).
-
-    ``embedded-digits`` is always available. For ``hf`` only the arguments (and a given
-    ``data_dir``) can be checked offline; the dataset itself is fetched on load.
-
-    Raises
-    ------
-    ValueError
-        Unknown ``name``, or ``name == "hf"`` with an empty ``hf_dataset``.
-    DatasetNotFoundError
-        ``data_dir`` is empty, missing or lacks the expected layout (the message says which
-        paths were examined and what layout is expected).
-    CorruptDataError
-        A CIFAR batch file is empty or truncated or not a pickle (all such files named).
-    """
-    _check_name(name)
-    if name in ("cifar10", "cifar100"):
-        find_cifar_dir(name, data_dir)
-    elif name == "tiny-imagenet":
-        find_tiny_imagenet_dir(data_dir)
-    elif name == "imagefolder":
-        check_imagefolder(data_dir)
-    elif name == "hf":
-        if not hf_dataset:
-            raise ValueError(
-                "dataset 'hf' needs hf_dataset, a Hugging Face dataset id such as "
-                "'uoft-cs/cifar10' (or a packaged builder like 'imagefolder' with data_dir); "
-                "got ''"
-            )
-        if data_dir and not Path(data_dir).expanduser().is_dir():
-            raise DatasetNotFoundError(
-                f"dataset 'hf' ({hf_dataset!r}): data_dir={data_dir!r} is not a directory "
-                f"(looked at {Path(data_dir).expanduser().resolve()}); it is forwarded to "
-                "datasets.load_dataset(data_dir=...), e.g. a <split>/<class>/<image> tree "
-                "for 'imagefolder'"
-            )
-
-
-for _name in DATASETS:
-    DATASET_REGISTRY.register(
-        _name, functools.partial(check_dataset, _name), modality="image",
-        local_files=_name != "embedded-digits", groups=False)
+# The cheap layout check (torch-free, what the dataset registry runs before a run starts).
+check_dataset = check_image_dataset
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

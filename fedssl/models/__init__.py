@@ -8,16 +8,16 @@
 
 Two registries with tags (:mod:`fedssl.common.registry`): :data:`MODELS` (every network a
 run's ``model`` names: image and audio backbones, RepOpt classifiers) and :data:`SSL_REGISTRY`
-(every ``ssl-method``: lightly's feature-matching methods and clip-order prediction).
-Importing this package registers every family. :data:`BACKBONES` and :data:`SSL_METHODS` are
-the built-in image backbones and lightly methods in their documented order. This package must
-not import ``flwr``.
+(every ``ssl-method``: lightly's feature-matching methods and clip-order prediction). Their
+entries are declared in :mod:`fedssl.catalogue.models`, which names each builder's module
+without importing it. :data:`BACKBONES` and :data:`SSL_METHODS` are the built-in image
+backbones and lightly methods in their documented order. This package must not import
+``flwr``.
 """
 
 from __future__ import annotations
 
-# Importing a family module registers it; the public order is fixed by the tuples below,
-# not by import order.
+# The family modules, loaded with the package as before (their entries are the catalogue's).
 from fedssl.models import (
     audio_backbones,
     barlowtwins,
@@ -80,9 +80,9 @@ BACKBONES: tuple[str, ...] = (
 )
 SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "simsiam", "barlowtwins")
 
-# The family modules must have registered exactly the advertised built-in names.
 _FAMILIES = (small_cnn, resnet, vit, lska, simclr, byol, simsiam, barlowtwins, clip_order,
              audio_backbones, repopt)
+# The catalogue must declare exactly the advertised built-in names.
 if set(backbone_names("image")) != set(BACKBONES) or set(
     SSL_REGISTRY.names(objective="feature-matching")
 ) != set(SSL_METHODS):

@@ -2,35 +2,21 @@
 
 >>> backbone = build_audio_backbone("audio-rep-inceptionnext-tiny")
 
-AudioInceptionNeXt and AudioRepInceptionNeXt register here in :data:`fedssl.models.MODELS`
-(``kind="backbone"``, ``modalities=("audio",)``); VAN-LSKA registers in its own family module
-for images and audio alike. A new audio family is one more registration.
+The audio backbones are the :data:`fedssl.models.MODELS` entries tagged ``kind="backbone"``,
+``modalities=("audio",)`` (declared in :mod:`fedssl.catalogue.models`): AudioInceptionNeXt,
+AudioRepInceptionNeXt and VAN-LSKA, which takes images and audio alike. A new audio family is
+its module plus its catalogue lines.
 """
 
 from __future__ import annotations
 
-import functools
-
 from torch import nn
 
-from fedssl.models.audio_inception import (
-    AUDIO_INCEPTION_VARIANTS,
-    audio_inceptionnext,
-    audio_rep_inceptionnext,
-)
 from fedssl.models.base import MODELS
 from fedssl.models.builders import build_backbone
 from fedssl.models.lska import VAN_CONFIGS
 
 __all__ = ["AUDIO_BACKBONES", "build_audio_backbone"]
-
-for _variant in AUDIO_INCEPTION_VARIANTS:
-    MODELS.register(f"audio-inceptionnext-{_variant}",
-                    functools.partial(audio_inceptionnext, _variant, num_classes=0),
-                    kind="backbone", modalities=("audio",))
-    MODELS.register(f"audio-rep-inceptionnext-{_variant}",
-                    functools.partial(audio_rep_inceptionnext, _variant, num_classes=0),
-                    kind="backbone", modalities=("audio",), reparameterizable=True)
 
 AUDIO_BACKBONES: tuple[str, ...] = (
     *(n for n in MODELS.names(kind="backbone", modalities="audio") if n.startswith("audio-")),

@@ -8,15 +8,13 @@ from lightly.models.modules import BarlowTwinsProjectionHead
 from lightly.transforms import BYOLTransform
 from torch import nn
 
-from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
+from fedssl.models.base import SSLModel, SSLOptions
 from fedssl.models.byol import build_byol_views
 from fedssl.models.transforms import DEFAULT_VIEWS, ViewOptions
 
 __all__ = ["BarlowTwins"]
 
 
-@SSL_REGISTRY.register("barlowtwins", objective="feature-matching", views=2,
-                       modalities=("image", "audio"))
 class BarlowTwins(SSLModel):
     """Barlow Twins with lightly's 3-layer projector and loss (``lambda=5e-3``).
 

@@ -1,4 +1,4 @@
-"""The SSL model base class and the two registries that the family modules fill in.
+"""The SSL model base class, and the two registries (declared in :mod:`fedssl.catalogue.models`).
 
 :data:`MODELS` holds every network a run config names with ``model``, tagged with its
 ``kind`` (``"backbone"``: features out; ``"classifier"``: logits out), the ``modalities`` it
@@ -20,7 +20,7 @@ import torch
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from torch import nn
 
-from fedssl.common.registry import Registry
+from fedssl.catalogue.models import MODELS, SSL_REGISTRY
 
 __all__ = [
     "BACKBONE_REGISTRY",
@@ -34,10 +34,8 @@ __all__ = [
 
 BackboneBuilder = Callable[..., nn.Module]
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 # The name the backbone families registered under before MODELS held every kind of network.
 BACKBONE_REGISTRY = MODELS
-SSL_REGISTRY: Registry[type[SSLModel]] = Registry("SSL method")
 
 
 @dataclass(frozen=True)

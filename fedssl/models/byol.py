@@ -12,7 +12,7 @@ from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Trans
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
+from fedssl.models.base import SSLModel, SSLOptions
 from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["BYOL", "build_byol_views"]
@@ -47,8 +47,6 @@ def build_byol_views(*, image_size: int = 32, views: ViewOptions = DEFAULT_VIEWS
     )
 
 
-@SSL_REGISTRY.register("byol", objective="feature-matching", views=2,
-                       modalities=("image", "audio"))
 class BYOL(SSLModel):
     """BYOL with lightly's heads; the target branch is an EMA of the online branch.
 

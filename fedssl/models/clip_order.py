@@ -17,12 +17,11 @@ import math
 import torch
 from torch import nn
 
-from fedssl.models.base import SSL_REGISTRY, SSLOptions, feature_dim_of
+from fedssl.models.base import SSLOptions, feature_dim_of
 
 __all__ = ["ClipOrder"]
 
 
-@SSL_REGISTRY.register("clip-order", objective="predictive", views=1, modalities=("audio",))
 class ClipOrder(nn.Module):
     """Backbone + VCOP-style pairwise order head with a cross-entropy loss.
 

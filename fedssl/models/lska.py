@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from fedssl.models.base import MODELS
 from fedssl.models.transforms import check_image_size
 
 __all__ = [
@@ -32,6 +31,7 @@ __all__ = [
     "LSKABlock",
     "LSKADecomposition",
     "VANConfig",
+    "van_lska_backbone",
     "van_lska_base",
     "van_lska_small",
     "van_lska_tiny",
@@ -266,19 +266,19 @@ def van_lska_base(**kwargs) -> VANLSKA:
     return _van("base", **kwargs)
 
 
-def _register_backbone(size: str) -> None:
-    # One name for both modalities: RGB images (image-ssl), or one-channel log-mel
-    # spectrograms (audio-ssl, in_chans=1).
-    def build(*, image_size: int = 32, in_chans: int = 3) -> VANLSKA:
-        if check_image_size(image_size) < 32:
-            raise ValueError(f"van-lska-{size} downsamples 32x; image_size must be >= 32, "
-                             f"got {image_size}")
-        return VANLSKA(VAN_CONFIGS[size], in_chans=in_chans, num_classes=0)
+def van_lska_backbone(size: str, *, image_size: int = 32, in_chans: int = 3) -> VANLSKA:
+    """VAN-LSKA ``size`` as a backbone (no head, ``feature_dim`` its last stage's width): the
+    ``van-lska-<size>`` models, for RGB images (image-ssl) or, with ``in_chans=1``, log-mel
+    spectrograms (audio-ssl).
 
-    build.__doc__ = (f"VAN-LSKA-{size.capitalize()} backbone, feature_dim "
-                     f"{VAN_CONFIGS[size].dims[-1]}.")
-    MODELS.register(f"van-lska-{size}", build, kind="backbone", modalities=("image", "audio"))
-
-
-for _size in ("tiny", "small", "base"):
-    _register_backbone(_size)
+    Raises
+    ------
+    ValueError
+        If ``image_size`` is below 32 (the network downsamples 32x) or ``size`` is unknown.
+    """
+    if size not in VAN_CONFIGS:
+        raise ValueError(f"unknown VAN-LSKA size {size!r}; valid sizes: {', '.join(VAN_CONFIGS)}")
+    if check_image_size(image_size) < 32:
+        raise ValueError(f"van-lska-{size} downsamples 32x; image_size must be >= 32, "
+                         f"got {image_size}")
+    return VANLSKA(VAN_CONFIGS[size], in_chans=in_chans, num_classes=0)

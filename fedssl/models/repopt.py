@@ -31,14 +31,12 @@ No Flower, no training loop.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from fedssl.models import repopt_ghostnet, repopt_vgg
-from fedssl.models.base import MODELS
 
 # The block-level API lives in repopt_blocks (the families import it); re-exported here, where
 # the earlier issues fixed its public names.
@@ -145,12 +143,6 @@ def build_repopt_model(name: str, *, mode: str, num_classes: int) -> nn.Module:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return builder(name, mode=mode, num_classes=num_classes)
-
-
-for _name in REPOPT_MODELS:
-    # Classifiers (task=image-classification), in every mode of REPOPT_MODES.
-    MODELS.register(_name, functools.partial(build_repopt_model, _name), kind="classifier",
-                    family="repopt", modalities=("image",))
 
 
 def default_scales(name: str) -> dict[str, torch.Tensor]:

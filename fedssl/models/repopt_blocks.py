@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from fedssl.catalogue.models import REPOPT_MODES as _REPOPT_MODES
 from fedssl.models.reparam import fold_bn
 
 __all__ = [
@@ -34,7 +35,8 @@ __all__ = [
     "vgg_grad_mask",
 ]
 
-REPOPT_MODES: tuple[str, ...] = ("rep", "csla", "hs", "target")
+# The catalogue owns the list (the image-classification task checks repopt-mode without torch).
+REPOPT_MODES = _REPOPT_MODES
 """Block modes: RepVGG/RepGhost training-time branches, constant-scale (CSLA) branches,
 hyper-search (trainable-scale) branches, and the plain model."""
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from torch import nn
 from torchvision.models import ResNet, resnet18, resnet34, resnet50
 
-from fedssl.models.base import MODELS
 from fedssl.models.transforms import check_image_size
 
 __all__ = [
@@ -52,19 +51,16 @@ def build_resnet(factory: Callable[..., ResNet], *, image_size: int = 32) -> Res
     return model
 
 
-@MODELS.register("resnet18", kind="backbone", modalities=("image",))
 def resnet18_backbone(*, image_size: int = 32) -> ResNet:
     """ResNet-18 backbone, ``feature_dim`` 512."""
     return build_resnet(resnet18, image_size=image_size)
 
 
-@MODELS.register("resnet34", kind="backbone", modalities=("image",))
 def resnet34_backbone(*, image_size: int = 32) -> ResNet:
     """ResNet-34 backbone, ``feature_dim`` 512."""
     return build_resnet(resnet34, image_size=image_size)
 
 
-@MODELS.register("resnet50", kind="backbone", modalities=("image",))
 def resnet50_backbone(*, image_size: int = 32) -> ResNet:
     """ResNet-50 backbone, ``feature_dim`` 2048."""
     return build_resnet(resnet50, image_size=image_size)

@@ -8,14 +8,12 @@ from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
 from torch import nn
 
-from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
+from fedssl.models.base import SSLModel, SSLOptions
 from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["SimCLR"]
 
 
-@SSL_REGISTRY.register("simclr", objective="feature-matching", views=2,
-                       modalities=("image", "audio"))
 class SimCLR(SSLModel):
     """SimCLR with lightly's 2-layer projection head and NT-Xent loss.
 

@@ -8,14 +8,12 @@ from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from lightly.transforms import SimSiamTransform
 from torch import nn
 
-from fedssl.models.base import SSL_REGISTRY, SSLModel, SSLOptions
+from fedssl.models.base import SSLModel, SSLOptions
 from fedssl.models.transforms import DEFAULT_VIEWS, NORMALIZE, ViewOptions, check_image_size
 
 __all__ = ["SimSiam"]
 
 
-@SSL_REGISTRY.register("simsiam", objective="feature-matching", views=2,
-                       modalities=("image", "audio"))
 class SimSiam(SSLModel):
     """SimSiam with lightly's 3-layer projector and bottleneck predictor.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedssl.models.base import MODELS
 from fedssl.models.transforms import check_image_size
 
 __all__ = ["SmallCNN", "small_cnn"]
@@ -66,7 +65,6 @@ class SmallCNN(nn.Module):
         return torch.flatten(self.pool(self.features(x)), 1)
 
 
-@MODELS.register("small-cnn", kind="backbone", modalities=("image",))
 def small_cnn(*, image_size: int = 32) -> SmallCNN:
     """Build the ``small-cnn`` backbone (``feature_dim`` 256).
 

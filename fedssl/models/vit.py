@@ -5,13 +5,11 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import VisionTransformer
 
-from fedssl.models.base import MODELS
 from fedssl.models.transforms import check_image_size
 
 __all__ = ["vit_tiny"]
 
 
-@MODELS.register("vit-tiny", kind="backbone", modalities=("image",))
 def vit_tiny(*, image_size: int = 32) -> VisionTransformer:
     """Build ViT-Tiny (12 layers, 3 heads, width 192, MLP 768), ``feature_dim`` 192.
 

@@ -16,6 +16,7 @@ import numpy as np
 from flwr.common.logger import log
 from flwr.serverapp.strategy import FedAvg
 
+from fedssl.catalogue.strategies import LDAWA_WEIGHTINGS
 from fedssl.strategies.arraymath import (
     accumulate,
     accumulator_dtype,
@@ -33,9 +34,6 @@ __all__ = [
     "ldawa_aggregate",
     "ldawa_aggregate_with_deltas",
 ]
-
-LDAWA_WEIGHTINGS = ("uniform", "num-examples")
-
 
 def _flat(value: np.ndarray) -> np.ndarray:
     # Dot products of integer or half-precision arrays are taken in the accumulator dtype.

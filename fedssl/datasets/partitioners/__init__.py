@@ -1,14 +1,12 @@
 """Partitioners of a dataset across federated clients, one module each, in a tagged registry.
 
-Each module registers a ``split(labels, num_partitions, *, seed, groups, **params)`` in
-:data:`PARTITIONER_REGISTRY` (see :mod:`.base` for the tags). Registration order is the order
-of the imports below, which is the order of ``PARTITIONERS`` and of error messages.
+Each module defines a ``split(labels, num_partitions, *, seed, groups, **params)``; its line in
+:mod:`fedssl.catalogue.datasets` declares it in :data:`PARTITIONER_REGISTRY` (see :mod:`.base`
+for the tags). The order of those lines is the order of ``PARTITIONERS`` and of error
+messages.
 """
 
-# Registration order is PARTITIONERS' order, so these stay in this order, not sorted.
-# isort: off
-from fedssl.datasets.partitioners import iid, dirichlet, shard, paper_dirichlet, group
-# isort: on
+from fedssl.datasets.partitioners import dirichlet, group, iid, paper_dirichlet, shard
 from fedssl.datasets.partitioners.api import (
     check_partitioner,
     partition_with,

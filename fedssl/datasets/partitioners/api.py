@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+# The groups check is the catalogue's (validation runs it without numpy); re-exported here.
+from fedssl.catalogue.datasets import check_partitioner
 from fedssl.datasets.partitioners.base import PARTITIONER_REGISTRY
 
 __all__ = ["check_partitioner", "partition_with", "partitioner_config_keys"]
@@ -80,19 +82,3 @@ def partition_with(
                              "which the run config lacks")
         params[arg] = run_config[key]
     return split(labels, num_partitions, seed=seed, groups=groups, **params)
-
-
-def check_partitioner(name: str, *, has_groups: bool) -> None:
-    """Check that partitioner ``name`` exists and fits data with or without group ids.
-
-    Raises
-    ------
-    ValueError
-        Unknown ``name`` (the message lists the valid ones), or one that needs groups
-        (speakers, recordings) on data without them.
-    """
-    if PARTITIONER_REGISTRY.tags(name).get("needs_groups") and not has_groups:
-        others = PARTITIONER_REGISTRY.names(needs_groups=False)
-        usable = f"{', '.join(others[:-1])} or {others[-1]}" if len(others) > 1 else others[0]
-        raise ValueError(f"partitioner={name!r} splits by speaker/recording, which only the "
-                         f"audio datasets have; use {usable}")

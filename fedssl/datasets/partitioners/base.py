@@ -1,8 +1,8 @@
 """The partitioner registry and the argument checks every partitioner shares.
 
 A partitioner is a function ``split(labels, num_partitions, *, seed, groups, **params)``
-returning, per partition, the sorted ``int64`` indices into ``labels``. It is registered in
-:data:`PARTITIONER_REGISTRY` with two tags:
+returning, per partition, the sorted ``int64`` indices into ``labels``. It is declared in
+:data:`PARTITIONER_REGISTRY` (by :mod:`fedssl.catalogue.datasets`) with two tags:
 
 ``params``
     ``{argument name: run-config key}``, the keyword arguments it takes beyond ``seed`` and
@@ -20,14 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fedssl.common.registry import Registry
+from fedssl.catalogue.datasets import PARTITIONER_REGISTRY
 
 __all__ = ["PARTITIONER_REGISTRY", "PartitionFn", "as_labels", "check_num_partitions"]
 
 PartitionFn = Callable[..., list[np.ndarray]]
 """``split(labels, num_partitions, *, seed, groups, **params) -> list[np.ndarray]``."""
 
-PARTITIONER_REGISTRY: Registry[PartitionFn] = Registry("partitioner")
 
 
 def as_labels(labels: np.ndarray) -> np.ndarray:

@@ -6,15 +6,11 @@ import numpy as np
 
 from fedssl.datasets.partitioners._flwr_datasets import run_flwr_partitioner
 from fedssl.datasets.partitioners.base import (
-    PARTITIONER_REGISTRY,
     as_labels,
     check_num_partitions,
 )
 
 
-@PARTITIONER_REGISTRY.register(
-    "dirichlet", params={"alpha": "dirichlet-alpha"}, needs_groups=False
-)
 def split(
     labels: np.ndarray,
     num_partitions: int,

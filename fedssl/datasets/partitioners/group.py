@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from fedssl.datasets.partitioners.base import (
-    PARTITIONER_REGISTRY,
     as_labels,
     check_num_partitions,
 )
@@ -37,7 +36,6 @@ def group_split(groups: np.ndarray, num_partitions: int, seed: int = 0) -> list[
             for part in np.array_split(shuffled, num_partitions)]
 
 
-@PARTITIONER_REGISTRY.register("group", params={}, needs_groups=True)
 def split(
     labels: np.ndarray, num_partitions: int, *, seed: int, groups: np.ndarray | None = None
 ) -> list[np.ndarray]:

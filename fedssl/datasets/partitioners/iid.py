@@ -6,13 +6,11 @@ import numpy as np
 
 from fedssl.datasets.partitioners._flwr_datasets import run_flwr_partitioner
 from fedssl.datasets.partitioners.base import (
-    PARTITIONER_REGISTRY,
     as_labels,
     check_num_partitions,
 )
 
 
-@PARTITIONER_REGISTRY.register("iid", params={}, needs_groups=False)
 def split(
     labels: np.ndarray, num_partitions: int, *, seed: int, groups: np.ndarray | None = None
 ) -> list[np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from fedssl.datasets.partitioners.base import (
-    PARTITIONER_REGISTRY,
     as_labels,
     check_num_partitions,
 )
@@ -62,9 +61,6 @@ def paper_dirichlet_split(
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
 
 
-@PARTITIONER_REGISTRY.register(
-    "paper-dirichlet", params={"alpha": "dirichlet-alpha"}, needs_groups=False
-)
 def split(
     labels: np.ndarray,
     num_partitions: int,
