@@ -4,14 +4,17 @@ Parse and validate the config, open the run directory (or reopen it on resume), 
 partition each node holds, build the strategy (wrapped in :class:`GuardedStrategy`) and the
 callbacks (:mod:`fedssl.callbacks`: central evaluation, metrics CSV, W&B, checkpoint,
 progress), run Flower's round loop, evaluate the final model against its random initialisation
-and hand the summary to the callbacks.
+and hand the summary to the callbacks. A round that loses more than ``max-failed-fraction`` of
+its sampled clients stops the run (:mod:`fedssl.flwr_app.failures`): the summary says
+``"status": "failed"`` with the round and the errors, and the ServerApp raises, so Flower
+reports the run failed.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from logging import INFO, WARNING
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from fedssl.compose import (
 )
 from fedssl.config import ConfigError, RunConfig, resume_conflicts
 from fedssl.datasets import skipped_files
+from fedssl.flwr_app.failures import FailureTally, TooManyFailures
 from fedssl.strategies import GuardedStrategy, restore_strategy_state
 from fedssl.tracking import RunRecorder, WandbSink, load_checkpoint, save_tensors
 
@@ -119,7 +123,8 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
 
     eval_model = task.build_model(cfg)
     callbacks = build_callbacks(cfg, task, eval_model=eval_model)
-    strategy = _guarded(inner, run, partition_of)
+    tally = FailureTally()
+    strategy = _guarded(inner, run, partition_of, tally)
     for callback in callbacks:
         callback.on_train_begin(run)
 
@@ -137,11 +142,26 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         clock[0] = now
         for callback in callbacks:
             callback.after_round(run, end)
+        if lost := tally.lost(rnd):
+            log(WARNING, "%s round %d: %d of %d sampled clients failed", PROGRESS_PREFIX, rnd,
+                lost, tally.sampled.get(rnd, 0))
+        # After the callbacks: the round is in metrics.csv and its checkpoint is written.
+        tally.check(rnd, cfg.max_failed_fraction, timeout=cfg.round_timeout,
+                    run_dir=str(run_dir))
         return None
 
-    result = strategy.start(grid=grid, initial_arrays=initial_arrays,
-                            num_rounds=cfg.num_server_rounds - done, timeout=cfg.round_timeout,
-                            train_config=ConfigRecord({}), evaluate_fn=after_round)
+    try:
+        result = strategy.start(grid=grid, initial_arrays=initial_arrays,
+                                num_rounds=cfg.num_server_rounds - done,
+                                timeout=cfg.round_timeout, train_config=ConfigRecord({}),
+                                evaluate_fn=after_round)
+    except TooManyFailures as err:
+        log(ERROR, "%s run stopped: %s", PROGRESS_PREFIX, err)
+        summary = _summary(run, tally, t_start, status="failed") | {
+            "failed-round": err.round, "failure": str(err)}
+        for callback in callbacks:
+            callback.on_train_end(run, summary)
+        raise
     # Flower leaves Result.arrays empty when no round produced an aggregate.
     final_arrays = result.arrays if len(result.arrays) else initial_arrays
     t_train = time.perf_counter() - t_rounds
@@ -152,15 +172,7 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
     run.recorder.log(cfg.num_server_rounds, "final", final)
     save_tensors(run_dir / "final_model.safetensors", final_arrays.to_torch_state_dict())
     skipped = _skipped_files(task, cfg, run_dir)
-    metrics = run.recorder.metrics()
-    summary = {
-        "run-name": run_name,
-        "run-dir": str(run_dir),
-        "rounds": cfg.num_server_rounds,
-        "resumed-after-round": done,
-        "num-partitions": run.num_partitions,
-        "total-failures": int(metrics[(metrics["metric"] == "failures")]["value"].sum()),
-        "server-wall-time-s": round(time.perf_counter() - t_start, 2),
+    summary = _summary(run, tally, t_start, status="completed") | {
         "rounds-wall-time-s": round(t_train, 2),
         "skipped-files-count": len(skipped),
         **final,
@@ -171,6 +183,24 @@ def run_federated(grid: Grid, cfg: RunConfig) -> dict[str, Any]:
         log(INFO, "%s final %s = %.4f", PROGRESS_PREFIX, key, value)
     log(INFO, "%s results in %s", PROGRESS_PREFIX, run_dir)
     return summary
+
+
+def _summary(run: RunContext, tally: FailureTally, t_start: float, *,
+             status: str) -> dict[str, Any]:
+    """What every summary.json holds, whether the run completed or stopped."""
+    metrics = run.recorder.metrics()
+    return {
+        "status": status,
+        "run-name": run.run_name,
+        "run-dir": str(run.run_dir),
+        "rounds": run.cfg.num_server_rounds,
+        "resumed-after-round": run.done_rounds,
+        "num-partitions": run.num_partitions,
+        "total-failures": int(metrics[(metrics["metric"] == "failures")]["value"].sum()),
+        # Sampled clients without a usable reply, by round (this process's rounds only).
+        "failures-by-round": {str(rnd): n for rnd, n in tally.by_round().items()},
+        "server-wall-time-s": round(time.perf_counter() - t_start, 2),
+    }
 
 
 def _skipped_files(task: Any, cfg: RunConfig, run_dir: Path) -> list[str]:
@@ -204,20 +234,44 @@ def _check_resume(cfg: RunConfig, run_dir: Path, num_partitions: int | None = No
                               f"{had} (--num-supernodes {had})")
 
 
-def _guarded(inner: Any, run: RunContext, partition_of: dict[int, int]) -> GuardedStrategy:
-    """``inner`` with fault handling; per-client metrics and failures go to the record."""
+class TalliedGuardedStrategy(GuardedStrategy):
+    """A :class:`GuardedStrategy` that also tells the tally how many clients each training
+    round sampled (replies and failures reach it through the callbacks)."""
+
+    def __init__(self, inner: Any, *, tally: FailureTally, **kwargs: Any) -> None:
+        super().__init__(inner, **kwargs)
+        self.tally = tally
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> list[Message]:
+        sent = list(super().configure_train(server_round, arrays, config, grid))
+        self.tally.sent(server_round + self.round_offset, len(sent))
+        return sent
+
+
+def _guarded(inner: Any, run: RunContext, partition_of: dict[int, int],
+             tally: FailureTally) -> GuardedStrategy:
+    """``inner`` with fault handling; per-client metrics and failures go to the record and,
+    for training, to ``tally``."""
 
     def on_client_metrics(rnd: int, phase: str, pid: int, metrics: dict) -> None:
         run.recorder.log(rnd, phase, metrics, partition=pid)
         run.wandb.add_client_metrics(rnd, phase, pid, metrics)
+        if phase == "train":
+            tally.replied(rnd)
 
-    return GuardedStrategy(
+    def on_client_failure(rnd: int, phase: str, pid: int, reason: str) -> None:
+        # A lost or faulty client is a row of metrics.csv too: which partition, which round.
+        run.recorder.log(rnd, phase, {"failed": 1}, partition=pid)
+        if phase == "train":
+            tally.failed(rnd, reason)
+
+    return TalliedGuardedStrategy(
         inner,
+        tally=tally,
         min_train_nodes=run.cfg.min_train_nodes,
         partition_of=lambda nid: partition_of.get(nid, run.num_partitions + (nid % 10**6)),
         round_offset=run.done_rounds,
         on_client_metrics=on_client_metrics,
-        # A lost or faulty client is a row of metrics.csv too: which partition, which round.
-        on_client_failure=lambda rnd, phase, pid, reason: run.recorder.log(
-            rnd, phase, {"failed": 1}, partition=pid),
+        on_client_failure=on_client_failure,
     )
