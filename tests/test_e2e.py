@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tiny_runs import TINY
+from tiny_runs import TINY, TINY_TRAINING
 
 from fedssl.cli import main
 from fedssl.tracking import load_checkpoint, load_tensors, load_tensors_metadata
@@ -238,3 +238,28 @@ def test_audio_clip_order_under_fedvssl_updates_only_the_backbone(tmp_path):
     loss = metrics[(metrics["source"] == "client") & (metrics["metric"] == "train-loss")]
     assert loss["value"].between(0.0, 10.0).all()  # cross-entropy over 3! = 6 orders
     assert "retrieval-r1" in json.loads((run_dir / "summary.json").read_text())
+
+
+def test_two_concurrent_runs_with_the_same_settings_keep_separate_directories(tmp_path):
+    """`for s in a b; do fedssl run & done`: no run name, the same settings, the same second."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "fedssl.cli", "run", "-q", "--num-supernodes", "2",
+               "--runs-dir", str(runs), "num-server-rounds=1", "min-train-nodes=2",
+               "min-available-nodes=2", *TINY_TRAINING]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in both]
+    assert [p.returncode for p in both] == [0, 0], [err[-2000:] for _, err in outputs]
+    dirs = sorted(runs.iterdir())
+    assert len(dirs) == 2
+    for run_dir in dirs:
+        for name in ("config.json", "metrics.csv", "summary.json", "final_model.safetensors"):
+            assert (run_dir / name).is_file(), f"{run_dir.name}/{name}"
+        assert json.loads((run_dir / "config.json").read_text())["output-dir"] == str(run_dir)
+        assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        assert not metrics.duplicated().any()  # one run's rows only, each once
+        assert sorted(metrics.loc[metrics["source"] == "client", "partition"].unique()) == [0, 1]
+    printed = [line.rsplit(" ", 1)[-1] for out, _ in outputs for line in out.splitlines()
+               if line.startswith("fedssl: run directory ")]
+    assert sorted(printed) == [str(d) for d in dirs]  # each command names its own
