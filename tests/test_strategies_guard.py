@@ -161,3 +161,19 @@ def test_strategy_state_is_the_accumulated_state_not_the_configuration():
     assert set(state) == {"current_arrays", "m_t", "v_t"}
     assert np.array_equal(state["m_t"]["w"], np.ones(2))
     assert strategy_state(build_strategy("fedavg", StrategyParams())) == {}
+
+
+def test_training_instructions_sent_are_reported_with_the_resumed_round():
+    """The failure tally needs each round's sampled count; evaluation rounds are not counted."""
+    from flower_fakes import FakeGrid, record
+    from flwr.app import ConfigRecord
+
+    sent = []
+    guard = GuardedStrategy(
+        FedAvg(min_train_nodes=2, min_available_nodes=3, fraction_train=0.5), min_train_nodes=1,
+        partition_of=lambda nid: nid - 11, round_offset=4,
+        on_train_sent=lambda rnd, count: sent.append((rnd, count)))
+    start = record({"w": np.zeros(2, np.float32)})
+    trained = list(guard.configure_train(1, start, ConfigRecord(), FakeGrid([11, 12, 13])))
+    list(guard.configure_evaluate(1, start, ConfigRecord(), FakeGrid([11, 12, 13])))
+    assert sent == [(5, len(trained))] and len(trained) == 2

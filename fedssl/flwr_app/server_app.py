@@ -234,21 +234,6 @@ def _check_resume(cfg: RunConfig, run_dir: Path, num_partitions: int | None = No
                               f"{had} (--num-supernodes {had})")
 
 
-class TalliedGuardedStrategy(GuardedStrategy):
-    """A :class:`GuardedStrategy` that also tells the tally how many clients each training
-    round sampled (replies and failures reach it through the callbacks)."""
-
-    def __init__(self, inner: Any, *, tally: FailureTally, **kwargs: Any) -> None:
-        super().__init__(inner, **kwargs)
-        self.tally = tally
-
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> list[Message]:
-        sent = list(super().configure_train(server_round, arrays, config, grid))
-        self.tally.sent(server_round + self.round_offset, len(sent))
-        return sent
-
-
 def _guarded(inner: Any, run: RunContext, partition_of: dict[int, int],
              tally: FailureTally) -> GuardedStrategy:
     """``inner`` with fault handling; per-client metrics and failures go to the record and,
@@ -266,12 +251,12 @@ def _guarded(inner: Any, run: RunContext, partition_of: dict[int, int],
         if phase == "train":
             tally.failed(rnd, reason)
 
-    return TalliedGuardedStrategy(
+    return GuardedStrategy(
         inner,
-        tally=tally,
         min_train_nodes=run.cfg.min_train_nodes,
         partition_of=lambda nid: partition_of.get(nid, run.num_partitions + (nid % 10**6)),
         round_offset=run.done_rounds,
         on_client_metrics=on_client_metrics,
         on_client_failure=on_client_failure,
+        on_train_sent=tally.sent,
     )

@@ -86,6 +86,9 @@ class GuardedStrategy(Strategy):
     on_client_failure : Callable[[int, str, int, str], None], optional
         Called as ``(round, phase, partition_id, reason)`` for every reply left out, including
         the error reply the SuperLink sends for a node that stopped heartbeating (deployment).
+    on_train_sent : Callable[[int, int], None], optional
+        Called as ``(round, number of training instructions sent)`` each round, so a caller
+        can tell what share of the sampled clients failed.
     weight_key : str (default: "num-examples")
         Metric used as the aggregation weight; replies without it are left out.
     """
@@ -99,6 +102,7 @@ class GuardedStrategy(Strategy):
         round_offset: int = 0,
         on_client_metrics: Callable[[int, str, int, dict], None] | None = None,
         on_client_failure: Callable[[int, str, int, str], None] | None = None,
+        on_train_sent: Callable[[int, int], None] | None = None,
         weight_key: str = "num-examples",
     ) -> None:
         self.inner = inner
@@ -107,6 +111,7 @@ class GuardedStrategy(Strategy):
         self.round_offset = round_offset
         self.on_client_metrics = on_client_metrics
         self.on_client_failure = on_client_failure
+        self.on_train_sent = on_train_sent
         # This round's instructions: a lost node's error reply comes from the SuperLink, so
         # its addressee is found through the instruction it answers.
         self._sent: list[Message] = []
@@ -123,6 +128,8 @@ class GuardedStrategy(Strategy):
         self._sent = list(self.inner.configure_train(
             server_round + self.round_offset, arrays, config, _OrderedGrid(grid, self.partition_of)
         ))
+        if self.on_train_sent:
+            self.on_train_sent(server_round + self.round_offset, len(self._sent))
         return self._sent
 
     def aggregate_train(
