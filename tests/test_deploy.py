@@ -241,15 +241,19 @@ def test_a_supernode_data_dir_wins_over_the_run_config(tmp_path):
     assert _config(items, str(tmp_path)).data_dir == str(tmp_path)
 
 
-def test_roles_exec_flower_secure_by_default_and_warn_when_insecure(creds, tmp_path, capsys,
-                                                                     monkeypatch):
-    import fedssl.deploy.cli as deploy_cli
+def test_roles_run_flower_secure_by_default_and_warn_when_insecure(creds, tmp_path, capsys,
+                                                                    monkeypatch):
+    import fedssl.deploy.foreground as foreground
 
     executed = []
-    monkeypatch.setattr(deploy_cli.os, "execvpe",
-                        lambda file, argv, env: executed.append((argv, env)))
+
+    def run_in_foreground(command, env, *, role):
+        executed.append((command, env))
+        return 7
+
+    monkeypatch.setattr(foreground, "run_in_foreground", run_in_foreground)
     assert main(["deploy", "superlink", "--credentials", str(creds.directory),
-                 "--database", str(tmp_path / "state" / "s.db")]) == 1  # exec did not replace us
+                 "--database", str(tmp_path / "state" / "s.db")]) == 7  # Flower's exit code
     argv, env = executed.pop()
     assert argv[0].endswith("flower-superlink") and "--enable-supernode-auth" in argv
     assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"

@@ -10,14 +10,15 @@ One sub-command per role of a multi-machine federation (see the README, "Deploym
         --partition-id 0 --num-partitions 3 [--data-dir /data]                     # each node
     fedssl deploy submit [key=value ...]                                           # operator
 
-``superlink`` and ``supernode`` replace themselves with the Flower process (exec), so a
-process manager or container runtime signals Flower directly.
+``superlink`` and ``supernode`` run the Flower process in a session of their own and stop
+it, and everything it started, on the first SIGINT (Ctrl-C), SIGTERM or SIGHUP: Flower gets
+the signal, then whatever is left after a few seconds is killed; the exit code is
+128 + the signal number (130 for Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -144,12 +145,12 @@ def _credentials(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exec(command: list[str], env: dict[str, str] | None = None) -> int:
+def _run_flower(role: str, command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run the role's Flower process until it exits or a signal stops it (first signal)."""
+    from fedssl.deploy.foreground import run_in_foreground
     from fedssl.launch import process_env
 
-    print("fedssl deploy: " + " ".join(command), file=sys.stderr, flush=True)
-    os.execvpe(command[0], command, env or process_env())
-    return 1  # not reached
+    return run_in_foreground(command, env or process_env(), role=role)
 
 
 def _superlink(args: argparse.Namespace) -> int:
@@ -158,7 +159,7 @@ def _superlink(args: argparse.Namespace) -> int:
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
     args.database.parent.mkdir(parents=True, exist_ok=True)
-    return _exec(superlink_command(
+    return _run_flower("superlink", superlink_command(
         credentials=None if args.insecure else args.credentials, database=args.database,
         host=args.host, port=args.port, insecure=args.insecure, log_file=args.log_file))
 
@@ -180,7 +181,7 @@ def _supernode(args: argparse.Namespace) -> int:
         # Inherited by every flwr-clientapp process the SuperNode starts; torch reads it at
         # import. Thread count changes float reduction order, hence the exact numbers.
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
-    return _exec(supernode_command(
+    return _run_flower("supernode", supernode_command(
         superlink=args.superlink, partition_id=args.partition_id,
         num_partitions=args.num_partitions, ca_cert=args.ca, private_key=args.key,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else "",
