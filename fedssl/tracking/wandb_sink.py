@@ -296,10 +296,10 @@ class WandbSink:
 
     @_guarded
     def log_summary(self, values: Mapping[str, Any]) -> None:
-        """Every key of ``summary.json`` into the run summary (the runs table's columns)."""
-        self.run.summary.update(
-            {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-        )
+        """Every key of ``summary.json`` into the run summary (the runs table's columns); a
+        table of numbers (``failures-by-round``) stays a nested table, anything else becomes
+        its text."""
+        self.run.summary.update({k: _summary_value(v) for k, v in values.items()})
 
     @_guarded
     def finish(self) -> None:
@@ -325,3 +325,12 @@ def _wait_for_wandb() -> None:
     import wandb
 
     wandb.teardown()
+
+
+def _summary_value(value: Any) -> Any:
+    if isinstance(value, (int, float, str, bool)):
+        return value
+    if isinstance(value, Mapping) and all(
+            isinstance(v, (int, float, str, bool)) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    return str(value)
