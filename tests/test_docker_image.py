@@ -598,3 +598,10 @@ print(json.dumps({
         "fedssl must be installed into the new venv, not found in the parent environment")
     assert state["direct_url"].get("dir_info", {}).get("editable") is True
     assert state["direct_url"]["url"] == REPO.as_uri()
+
+
+def test_every_compose_service_runs_under_an_init():
+    """fedssl is the container's main process and supervises Flower; PID 1 must still reap
+    the orphans Flower's processes leave (compose's `init: true`)."""
+    for name, service in compose()["services"].items():
+        assert service.get("init") is True, name
