@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -93,6 +96,69 @@ class CorruptDataError(ValueError):
         super().__init__(message)
         self.path = path
         self.reason = reason
+
+
+#: How many bad files a warning or error names (all are counted).
+BAD_FILES_NAMED = 10
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def describe_bad_files(problems: Mapping[str, str], limit: int | None = None) -> str:
+    """``"<file> (<reason>); ..."`` for the first ``limit`` files (default
+    :data:`BAD_FILES_NAMED`), then ``"; and N more"``."""
+    limit = BAD_FILES_NAMED if limit is None else limit
+    named = [f"{path} ({reason})" for path, reason in list(problems.items())[:limit]]
+    more = len(problems) - len(named)
+    return "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+
+
+def skip_corrupt(
+    paths: Iterable[_Item],
+    load: Callable[[_Item], _Result],
+    *,
+    what: str,
+    where: str | Path,
+    stacklevel: int = 2,
+) -> tuple[list[tuple[_Item, _Result]], dict[str, str]]:
+    """Call ``load(path)`` on every path, skipping those that raise :class:`CorruptDataError`.
+
+    Returns the ``(path, result)`` pairs that loaded, in order, and the bad files with their
+    reasons (``{str(path): reason}``). The bad files are named (up to
+    :data:`BAD_FILES_NAMED`) and counted in ONE ``UserWarning``. ``what`` names the files
+    (``"video files"``) and ``where`` the place they were found, for the messages.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        ``paths`` is empty (the message says where it looked).
+    CorruptDataError
+        No file loads; the message says where it looked and names the bad files.
+    """
+    items = list(paths)
+    if not items:
+        raise DatasetNotFoundError(f"no {what} found in {where}")
+    kept: list[tuple[_Item, _Result]] = []
+    bad: dict[str, str] = {}
+    for item in items:
+        try:
+            kept.append((item, load(item)))
+        except CorruptDataError as err:
+            bad[str(item)] = err.reason or str(err)
+    if bad and not kept:
+        raise CorruptDataError(
+            f"none of the {len(items)} {what} in {where} can be decoded: "
+            f"{describe_bad_files(bad)}",
+            path=str(where), reason=f"all {len(items)} {what} are unusable",
+        )
+    if bad:
+        warnings.warn(
+            f"{where}: skipped {len(bad)} of {len(items)} {what} that cannot be decoded: "
+            f"{describe_bad_files(bad)}",
+            stacklevel=stacklevel,
+        )
+    return kept, bad
 
 
 def skipped_files(*splits: object) -> list[str]:

@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 from fedssl.datasets.audio_base import AudioArrays, audio_file_problem, fit_length, read_audio
+from fedssl.datasets.base import BAD_FILES_NAMED as _BAD_FILES_NAMED
 from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError
+from fedssl.datasets.base import describe_bad_files as _describe_bad_files
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
 
@@ -38,8 +40,9 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
 #: above it (UrbanSound8K, Speech Commands, VGG-Sound) only file sizes are checked, and the
 #: loader finds the rest when it decodes.
 HEADER_CHECK_MAX_FILES = 2500
-#: How many bad files a warning or error names (all are counted).
-BAD_FILES_NAMED = 10
+#: How many bad files a warning or error names (all are counted); the shared default of
+#: :mod:`fedssl.datasets.base`.
+BAD_FILES_NAMED = _BAD_FILES_NAMED
 
 # Maps the group keys of the kept clips (in order) to their int64 group ids.
 GroupIds = Callable[[list[Any]], np.ndarray]
@@ -212,12 +215,9 @@ class SourceLayout:
 
 
 def describe_bad_files(problems: Mapping[str, str], limit: int | None = None) -> str:
-    """``"<file> (<reason>); ..."`` for the first ``limit`` files (default
-    :data:`BAD_FILES_NAMED`), then ``"; and N more"``."""
-    limit = BAD_FILES_NAMED if limit is None else limit
-    named = [f"{path} ({reason})" for path, reason in list(problems.items())[:limit]]
-    more = len(problems) - len(named)
-    return "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+    """:func:`fedssl.datasets.base.describe_bad_files` capped at this module's
+    :data:`BAD_FILES_NAMED` (a module global, so that tests can lower it)."""
+    return _describe_bad_files(problems, BAD_FILES_NAMED if limit is None else limit)
 
 
 def clip_samples(sample_rate: int, duration: float) -> int:
