@@ -1,5 +1,5 @@
 """The ``fedssl`` command: ``fedssl run``, ``fedssl experiment``, ``fedssl hyper-search``,
-``fedssl select-best`` and ``fedssl deploy``."""
+``fedssl select-best``, ``fedssl video-to-zip`` and ``fedssl deploy``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--device", default=None,
                     help="where to evaluate, e.g. cpu or cuda (default: cuda when visible)")
     sb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    vz = sub.add_parser("video-to-zip", help="convert a tree of videos into the same tree of "
+                        "frame zips (CtP's format: one zip of JPEG frames per video)")
+    vz.add_argument("src", type=Path, metavar="SRC", help="folder of videos (searched "
+                    "recursively: .avi, .mp4, .mkv, .webm, .mov, .m4v)")
+    vz.add_argument("dst", type=Path, metavar="DST", help="folder of zips: SRC/a/b.avi becomes "
+                    "DST/a/b.zip; complete zips made with the same settings are kept")
+    vz.add_argument("--quality", type=int, default=90, metavar="Q",
+                    help="JPEG quality 1..100 (default 90)")
+    vz.add_argument("--size", default="", metavar="WxH",
+                    help="resize every frame to WxH pixels, e.g. 171x128 (default: keep)")
+    vz.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="videos converted in parallel (default 1)")
+    vz.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from fedssl.deploy.cli import add_deploy_parser
 
     add_deploy_parser(sub)
@@ -137,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_hyper_search(args)
         if args.command == "select-best":
             return _cmd_select_best(args)
+        if args.command == "video-to-zip":
+            return _cmd_video_to_zip(args)
         if args.command == "deploy":
             from fedssl.deploy.cli import run_deploy
 
@@ -278,6 +293,32 @@ def _cmd_select_best(args: argparse.Namespace) -> int:
         print("fedssl: no kept round beat the random initialisation")
     for kind, path in paths.items():
         print(f"  {kind:6s} {path}")
+    return 0
+
+
+def _cmd_video_to_zip(args: argparse.Namespace) -> int:
+    """Exit codes: 0 done (corrupt videos skipped are named in a warning); 2 SRC, the
+    options or every video are not usable (the message says which)."""
+    import warnings
+
+    # Imported here: PyAV and PIL stay out of the other commands' start-up.
+    from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError
+    from fedssl.datasets.video.convert import convert_tree, parse_size
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            size = parse_size(args.size) if args.size else None
+            report = convert_tree(args.src, args.dst, quality=args.quality, size=size,
+                                  workers=args.workers, progress=not args.quiet)
+        except (DatasetNotFoundError, CorruptDataError, ValueError, OSError) as err:
+            print(f"fedssl: video-to-zip: {err}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        print(f"fedssl: video-to-zip: warning: {warning.message}", file=sys.stderr)
+    print(f"fedssl: video-to-zip: {len(report.converted)} videos converted "
+          f"({report.frames} frames, {report.seconds:.1f}s), {len(report.up_to_date)} "
+          f"already up to date, {len(report.skipped)} skipped as corrupt; zips in {report.dst}")
     return 0
 
 
