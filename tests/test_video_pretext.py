@@ -12,7 +12,6 @@ from fedssl.common.retrieval import (
     pool_clip_maps,
     pool_video_features,
     retrieval_clip_starts,
-    retrieval_recall,
     video_retrieval_recall,
 )
 from fedssl.models.base import SSLOptions
@@ -314,15 +313,3 @@ def test_retrieval_clip_starts_follow_vcop_centres():
     # Centres linspace(8, 56, 10) -> starts 0, 5.33, ..., 48, rounded down.
     assert retrieval_clip_starts(64).tolist() == [0, 5, 10, 16, 21, 26, 32, 37, 42, 48]
     assert retrieval_clip_starts(10).tolist() == [0] * 10
-
-
-def test_retrieval_recall_agrees_with_the_client_evaluation():
-    # The generic R@k here is the one audio retrieval uses (fedssl.clients.evaluation).
-    from fedssl.clients.evaluation import retrieval_recall as client_retrieval_recall
-
-    gen = torch.Generator().manual_seed(0)
-    queries, bank = torch.randn(30, 8, generator=gen), torch.randn(50, 8, generator=gen)
-    q_labels, b_labels = np.arange(30) % 4, np.arange(50) % 4
-    ks = (1, 5, 10, 20, 50)
-    assert retrieval_recall(queries, q_labels, bank, b_labels, ks=ks, chunk=7) == \
-        client_retrieval_recall(queries, q_labels, bank, b_labels, ks=ks)

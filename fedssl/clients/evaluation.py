@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fedssl.common.retrieval import retrieval_recall  # the audio and video tasks share it
 from fedssl.datasets import default_cache_dir
 
 __all__ = ["cached_accuracy", "extract_features", "knn_accuracy", "linear_probe_accuracy",
@@ -102,40 +103,3 @@ def linear_probe_accuracy(
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(np.asarray(train_features), np.asarray(train_labels))
     return float(probe.score(np.asarray(test_features), np.asarray(test_labels)))
-
-
-@torch.no_grad()
-def retrieval_recall(
-    query_features: torch.Tensor,
-    query_labels: np.ndarray,
-    bank_features: torch.Tensor,
-    bank_labels: np.ndarray,
-    *,
-    ks: tuple[int, ...] = (1, 5, 10),
-    chunk: int = 1024,
-) -> dict[int, float]:
-    """Recall@k of nearest-neighbour retrieval on cosine similarity.
-
-    A query counts as retrieved at ``k`` when at least one of its ``k`` nearest bank items
-    shares its label: the protocol of clip retrieval in self-supervised video and audio work
-    (test clips query the training set).
-
-    Returns
-    -------
-    dict[int, float]
-        ``{k: recall}`` for every ``k`` in ``ks`` (``k`` is capped at the bank size).
-    """
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive integers; got {ks}")
-    bank = torch.nn.functional.normalize(bank_features.float(), dim=1)
-    bank_labels_t = torch.as_tensor(np.array(bank_labels), dtype=torch.long)
-    query_labels_t = torch.as_tensor(np.array(query_labels), dtype=torch.long)
-    depth = min(max(ks), bank.shape[0])
-    hits = []
-    for start in range(0, len(query_features), chunk):
-        queries = query_features[start : start + chunk].float()
-        queries = torch.nn.functional.normalize(queries, dim=1)
-        nearest = (queries @ bank.T).topk(depth, dim=1).indices
-        hits.append(bank_labels_t[nearest] == query_labels_t[start : start + chunk, None])
-    matched = torch.cat(hits) if hits else torch.zeros(0, depth, dtype=torch.bool)
-    return {k: float(matched[:, : min(k, depth)].any(dim=1).float().mean()) for k in ks}
