@@ -207,9 +207,11 @@ def _truncate(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     return dst
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
 @pytest.mark.parametrize("suffix", [f[0] for f in FORMATS])
-def test_a_truncated_video_is_a_corrupt_video_error_naming_it(videos, tmp_path, suffix):
-    bad = _truncate(videos[suffix], tmp_path / f"cut{suffix}")
+def test_a_truncated_video_is_a_corrupt_video_error_naming_it(videos, tmp_path, suffix,
+                                                               fraction):
+    bad = _truncate(videos[suffix], tmp_path / f"cut{suffix}", fraction)
     with pytest.raises(CorruptVideoError, match=f"cannot decode video {_re(bad)}: .+") as err:
         open_video(bad)
     assert err.value.path == str(bad) and err.value.reason
