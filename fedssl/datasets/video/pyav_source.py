@@ -185,15 +185,19 @@ class PyAVSource(VideoSource):
             if not (ahead and self._keyframe_before(target) <= self._position + 1):
                 self._start_at(target)
             want = set(todo) - set(found)
-            for ordinal, frame in self._cursor or ():
-                self._position = ordinal
-                if ordinal in want:
-                    found[ordinal] = frame.to_ndarray(format="rgb24")
-                    self._remember(ordinal, found[ordinal])
-                if ordinal >= target:
-                    break
-            else:
-                self._cursor = None
+            try:
+                for ordinal, frame in self._cursor or ():
+                    self._position = ordinal
+                    if ordinal in want:
+                        found[ordinal] = frame.to_ndarray(format="rgb24")
+                        self._remember(ordinal, found[ordinal])
+                    if ordinal >= target:
+                        break
+                else:
+                    self._cursor = None
+            except CorruptVideoError:
+                self._cursor = None  # the decoder stopped: the next read seeks afresh
+                raise
             if target not in found:
                 self._cursor = None
                 raise CorruptVideoError(
