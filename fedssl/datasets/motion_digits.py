@@ -63,6 +63,7 @@ __all__ = [
     "CLASS_NAMES",
     "NUM_CLASSES",
     "REVERSED_PAIR",
+    "SPLITS",
     "VERSION",
     "MotionDigits",
     "MotionDigitsConfig",
