@@ -204,3 +204,20 @@ def test_training_loss_draws_from_torch_rng_and_checks_the_clip_shape():
         model.training_loss([torch.randn(2, 3, 8, 32, 32)])
     with pytest.raises(ValueError, match="presets exist for"):
         CtPModel(r3d_tiny(ctp_geometry=True), image_size=48)
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_two_view_methods_train_on_clip_views_of_a_video_backbone(method):
+    """Contrastive video SSL: lightly's losses on two clips of one video, the same wrappers as
+    for images and audio; a view of another rank is still refused."""
+    from fedssl.models import build_ssl_model
+
+    torch.manual_seed(0)
+    model = build_ssl_model(method, r3d_tiny())
+    views = [torch.randn(4, 3, 8, 32, 32), torch.randn(4, 3, 8, 32, 32)]
+    loss = model.training_loss(views)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match=r"\[B, C, T, H, W\]"):
+        model.training_loss([torch.randn(4, 3, 32), torch.randn(4, 3, 32)])

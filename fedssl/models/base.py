@@ -140,13 +140,14 @@ class SSLModel(nn.Module, abc.ABC):
     @staticmethod
     def _check_views(views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         # Every method here is a two-view method; fail loudly rather than silently use two
-        # of several crops.
+        # of several crops. A view is a batch of images or log-mels [B, C, H, W] or of video
+        # clips [B, C, T, H, W]: the losses see only the backbone's [B, D] features.
         if len(views) != 2:
             raise ValueError(f"expected exactly 2 views, got {len(views)}")
         x0, x1 = views
-        if x0.shape != x1.shape or x0.dim() != 4:
+        if x0.shape != x1.shape or x0.dim() not in (4, 5):
             raise ValueError(
-                f"views must be two [B, C, H, W] tensors of equal shape, got "
-                f"{tuple(x0.shape)} and {tuple(x1.shape)}"
+                f"views must be two [B, C, H, W] (or [B, C, T, H, W] clip) tensors of equal "
+                f"shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
             )
         return x0, x1
