@@ -115,15 +115,17 @@ class RunConfig:
     fedvssl_alpha: float = _key(0.9, "FedVSSL: share of the loss-based aggregate", min=0.0, max=1.0)
     fedvssl_beta: float = _key(1.0, "FedVSSL: smoothing with the last global", min=0.0, max=1.0)
     # --- model and SSL method
-    model: str = _key("small-cnn", "backbone (image-ssl, audio-ssl) or network "
+    model: str = _key("small-cnn", "backbone (image-ssl, audio-ssl, video-ssl) or network "
                       "(image-classification)", registry="models")
-    ssl_method: str = _key("simclr", "self-supervised method (lightly), or clip-order (audio)",
-                           registry="SSL methods")
+    ssl_method: str = _key("simclr", "self-supervised method (lightly), clip-order (audio), or "
+                           "ctp, vcop, speed (video)", registry="SSL methods")
     projection_dim: int = _key(128, "projection head output size", min=1)
     hidden_dim: int = _key(512, "projection head hidden size", min=1)
     temperature: float = _key(0.1, "SimCLR NT-Xent temperature", gt=0.0)
     byol_momentum: float = _key(0.99, "BYOL target EMA base momentum", min=0.0, max=1.0)
     clip_order_segments: int = _key(3, "clip-order: segments per clip (n! orders)", min=2, max=5)
+    clip_frames: int = _key(16, "video-ssl: frames per training and retrieval clip", min=4,
+                            max=64)
     # Augmentation strengths for every method's two views (lightly's CIFAR settings are
     # crop-min-scale 0.08, color-jitter 0.5, hflip-prob 0.5; the defaults suit small digits).
     crop_min_scale: float = _key(0.5, "smallest random-resized-crop area", gt=0.0, max=1.0)

@@ -76,13 +76,16 @@ def test_a_task_class_says_what_its_catalogue_line_says(name):
     assert set(tags) - set(task_tags(cls)) <= {"check"}
 
 
-def test_the_image_and_audio_datasets_are_the_loaders_names():
+def test_the_image_audio_and_video_datasets_are_the_loaders_names():
     from fedssl.datasets.audio_loader import AUDIO_DATASETS
     from fedssl.datasets.loader import DATASETS
+    from fedssl.datasets.video_loader import VIDEO_DATASETS
 
     assert DATASET_REGISTRY.names(modality="image") == DATASETS
     assert DATASET_REGISTRY.names(modality="audio") == tuple(AUDIO_DATASETS)
-    assert DATASET_REGISTRY.names(local_files=False) == ("spoken-digits", "embedded-digits")
+    assert DATASET_REGISTRY.names(modality="video") == VIDEO_DATASETS
+    assert DATASET_REGISTRY.names(local_files=False) == ("spoken-digits", "embedded-digits",
+                                                         "motion-digits")
 
 
 @pytest.mark.parametrize("name", PARTITIONER_REGISTRY.names())

@@ -30,8 +30,10 @@ def test_one_name_builds_for_each_modality_it_declares():
         assert audio(torch.randn(2, 1, 64, 64)).shape == (2, 256)
     with pytest.raises(ValueError, match="unknown audio backbone 'small-cnn'"):
         build_backbone("small-cnn", modality="audio")
-    with pytest.raises(ValueError, match="modality='video'"):
+    with pytest.raises(ValueError, match=r"unknown video backbone 'small-cnn'.*'r3d-tiny'"):
         build_backbone("small-cnn", modality="video")
+    with pytest.raises(ValueError, match="modality='depth'"):
+        build_backbone("small-cnn", modality="depth")
 
 
 def test_reparameterize_model_fuses_audio_rep_blocks_and_repopt_networks():

@@ -9,12 +9,14 @@ naming the files that cannot be used when the dataset cannot load without them, 
 warning instead. Tags:
 
 ``modality``
-    ``"image"`` or ``"audio"``: which tasks can train on it.
+    ``"image"``, ``"audio"`` or ``"video"``: which tasks can train on it.
 ``local_files``
     ``True`` when it is read from ``data-dir`` (or fetched), ``False`` for embedded data.
 ``groups``
     ``True`` when its samples may carry a group id (speaker, recording) for the ``group``
     partitioner.
+``frames``
+    Video datasets of fixed-length videos: frames per video (``clip-frames`` must fit).
 
 :data:`PARTITIONER_REGISTRY`: each entry a ``split(labels, num_partitions, *, seed, groups,
 **params)`` (:mod:`fedssl.datasets.partitioners`), tagged with ``params`` (``{argument name:
@@ -44,6 +46,10 @@ for _name in ("embedded-digits", "cifar10", "cifar100", "tiny-imagenet", "imagef
     DATASET_REGISTRY.declare(_name, "fedssl.datasets.checks:check_image_dataset",
                              bind=(_name,), modality="image",
                              local_files=_name != "embedded-digits", groups=False)
+# Video: motion-digits is embedded (rendered into the cache on first use).
+DATASET_REGISTRY.declare("motion-digits", "fedssl.datasets.video_loader:check_video_dataset",
+                         bind=("motion-digits",), modality="video", local_files=False,
+                         groups=False, frames=64)
 
 PARTITIONER_REGISTRY.declare("iid", "fedssl.datasets.partitioners.iid:split",
                              params={}, needs_groups=False)

@@ -3,11 +3,12 @@
 :data:`MODELS`: every network, tagged with its ``kind`` (``"backbone"``: features out;
 ``"classifier"``: logits out), the ``modalities`` it takes and its ``family`` where one
 applies (``"repopt"``); ``reparameterizable`` marks the audio Rep blocks. A backbone builder
-is keyword-only: ``(*, image_size)`` for images, ``(*, in_chans)`` for log-mel spectrograms
-(see :func:`fedssl.models.build_backbone`). :data:`SSL_REGISTRY`: each method an
-:class:`~fedssl.models.SSLModel`-like class with ``from_options``, tagged with its
-``objective`` (``"feature-matching"`` or ``"predictive"``), the ``views`` per sample it
-trains on and the ``modalities`` it fits.
+is keyword-only: ``(*, image_size)`` for images, ``(*, in_chans)`` for log-mel spectrograms,
+nothing for video clips (any size; see :func:`fedssl.models.build_backbone`); video
+backbones also carry their ``geometry`` (``"standard"`` or ``"ctp"``).
+:data:`SSL_REGISTRY`: each method an :class:`~fedssl.models.SSLModel`-like class with
+``from_options``, tagged with its ``objective`` (``"feature-matching"`` or ``"predictive"``),
+the ``views`` per sample it trains on and the ``modalities`` it fits.
 
 The order of the lines is the order of error messages and listings.
 """
@@ -51,14 +52,31 @@ MODELS.declare("resnet50", "fedssl.models.resnet:resnet50_backbone",
 MODELS.declare("small-cnn", "fedssl.models.small_cnn:small_cnn",
                kind="backbone", modalities=("image",))
 MODELS.declare("vit-tiny", "fedssl.models.vit:vit_tiny", kind="backbone", modalities=("image",))
+# Video backbones (task=video-ssl), each in the standard R3D geometry and in CtP's pretraining
+# geometry (finer last stages, BN eps 1e-3; ssl-method=ctp needs it). The weights of the two
+# load into each other unchanged.
+for _name, _builder in (("r3d-tiny", "r3d_tiny_backbone"), ("r3d-18", "r3d_18_backbone")):
+    MODELS.declare(_name, f"fedssl.models.video_backbones:{_builder}", bind=(False,),
+                   kind="backbone", modalities=("video",), geometry="standard")
+    MODELS.declare(f"{_name}-ctp", f"fedssl.models.video_backbones:{_builder}", bind=(True,),
+                   kind="backbone", modalities=("video",), geometry="ctp")
 
 SSL_REGISTRY.declare("byol", "fedssl.models.byol:BYOL",
-                     objective="feature-matching", views=2, modalities=("image", "audio"))
+                     objective="feature-matching", views=2,
+                     modalities=("image", "audio", "video"))
 SSL_REGISTRY.declare("barlowtwins", "fedssl.models.barlowtwins:BarlowTwins",
                      objective="feature-matching", views=2, modalities=("image", "audio"))
 SSL_REGISTRY.declare("clip-order", "fedssl.models.clip_order:ClipOrder",
                      objective="predictive", views=1, modalities=("audio",))
 SSL_REGISTRY.declare("simclr", "fedssl.models.simclr:SimCLR",
-                     objective="feature-matching", views=2, modalities=("image", "audio"))
+                     objective="feature-matching", views=2,
+                     modalities=("image", "audio", "video"))
 SSL_REGISTRY.declare("simsiam", "fedssl.models.simsiam:SimSiam",
                      objective="feature-matching", views=2, modalities=("image", "audio"))
+# Video pretext tasks (task=video-ssl), as FedVSSL trains them.
+SSL_REGISTRY.declare("ctp", "fedssl.models.ctp:CtPModel",
+                     objective="predictive", views=1, modalities=("video",))
+SSL_REGISTRY.declare("vcop", "fedssl.models.vcop:VCOP",
+                     objective="predictive", views=1, modalities=("video",))
+SSL_REGISTRY.declare("speed", "fedssl.models.speed:SpeedPrediction",
+                     objective="predictive", views=1, modalities=("video",))

@@ -4,8 +4,8 @@ Each line of :data:`TASKS` is a task's registry entry: the :class:`~fedssl.clien
 subclass it builds (imported only when the task runs) and the tags its config checks read:
 
 ``modality``
-    ``"image"`` or ``"audio"``: the datasets and models it takes (their ``modality`` /
-    ``modalities`` tags).
+    ``"image"``, ``"audio"`` or ``"video"``: the datasets and models it takes (their
+    ``modality`` / ``modalities`` tags).
 ``model_kinds``
     The ``kind`` tags of the models it trains (``"backbone"``, ``"classifier"``).
 ``trains_ssl_method``
@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     from fedssl.config import RunConfig
 
 __all__ = [
+    "CTP_IMAGE_SIZES",
     "TASKS",
     "accepts_model",
     "check_image_classification",
     "check_task",
+    "check_video_ssl",
     "get_task",
 ]
 
@@ -53,6 +55,29 @@ def check_image_classification(cfg: RunConfig) -> list[str]:
     return wrong
 
 
+#: Sides of square clips CtP has settings for (``fedssl.models.ctp.CTP_CONFIGS``).
+CTP_IMAGE_SIZES: tuple[int, ...] = (32, 112)
+
+
+def check_video_ssl(cfg: RunConfig) -> list[str]:
+    """CtP needs a backbone in its pretraining geometry and clips of a size it has settings
+    for; a clip must fit in the dataset's videos (its ``frames`` tag)."""
+    wrong = []
+    frames = DATASET_REGISTRY.tags(cfg.dataset).get("frames")
+    if frames and cfg.clip_frames > frames:
+        wrong.append(f"clip-frames={cfg.clip_frames} is longer than the {frames}-frame videos "
+                     f"of dataset={cfg.dataset!r}")
+    if cfg.ssl_method == "ctp":
+        if MODELS.tags(cfg.model).get("geometry") != "ctp":
+            ctp_models = MODELS.names(geometry="ctp")
+            wrong.append(f"ssl-method='ctp' tracks patches on a finer feature map: use a model "
+                         f"in CtP's geometry ({', '.join(ctp_models)}), not model={cfg.model!r}")
+        if cfg.image_size not in CTP_IMAGE_SIZES:
+            wrong.append(f"ssl-method='ctp' has settings for image-size "
+                         f"{' or '.join(map(str, CTP_IMAGE_SIZES))}, not {cfg.image_size}")
+    return wrong
+
+
 TASKS: Registry[Any] = Registry("task")
 TASKS.declare("audio-ssl", "fedssl.clients.audio_ssl:AudioSSLTask",
               modality="audio", model_kinds=("backbone",), trains_ssl_method=True)
@@ -62,6 +87,9 @@ TASKS.declare("image-classification",
               trains_ssl_method=False, check=check_image_classification)
 TASKS.declare("image-ssl", "fedssl.clients.image_ssl:ImageSSLTask",
               modality="image", model_kinds=("backbone",), trains_ssl_method=True)
+TASKS.declare("video-ssl", "fedssl.clients.video_ssl:VideoSSLTask",
+              modality="video", model_kinds=("backbone",), trains_ssl_method=True,
+              check=check_video_ssl)
 
 
 def accepts_model(task: str, model: str) -> bool:

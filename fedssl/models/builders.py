@@ -20,10 +20,12 @@ from fedssl.models.transforms import ViewOptions
 __all__ = ["backbone_names", "build_backbone", "build_ssl_model", "build_ssl_transform"]
 
 # What a backbone builder is given for each modality: images have a size; log-mel
-# spectrograms one channel (their size follows from the dataset's front end).
+# spectrograms one channel (their size follows from the dataset's front end); 3D CNNs over
+# video clips take clips of any size (they pool at the end).
 _BACKBONE_INPUTS: dict[str, Callable[[int], dict[str, Any]]] = {
     "image": lambda image_size: {"image_size": image_size},
     "audio": lambda image_size: {"in_chans": 1},
+    "video": lambda image_size: {},
 }
 
 
@@ -43,7 +45,7 @@ def build_backbone(name: str, *, image_size: int = 32, modality: str = "image") 
         Side length of the (square) input images (``modality="image"``).
     modality
         ``"image"``: ``[B, 3, H, W]`` images; ``"audio"``: ``[B, 1, T, F]`` log-mel
-        spectrograms.
+        spectrograms; ``"video"``: ``[B, 3, T, H, W]`` clips.
 
     Returns
     -------

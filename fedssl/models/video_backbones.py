@@ -46,7 +46,9 @@ __all__ = [
     "VideoBackbone",
     "VideoGeometry",
     "r3d_18",
+    "r3d_18_backbone",
     "r3d_tiny",
+    "r3d_tiny_backbone",
 ]
 
 Stride3d = tuple[int, int, int]
@@ -254,3 +256,15 @@ def r3d_tiny(*, ctp_geometry: bool = False, bn_eps: float | None = None,
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return backbone
+
+
+def r3d_tiny_backbone(ctp_geometry: bool) -> VideoBackbone:
+    """The registry's ``r3d-tiny`` (``False``) and ``r3d-tiny-ctp`` (``True``): :func:`r3d_tiny`
+    with its defaults, in the standard or CtP geometry."""
+    return r3d_tiny(ctp_geometry=ctp_geometry)
+
+
+def r3d_18_backbone(ctp_geometry: bool) -> VideoBackbone:
+    """The registry's ``r3d-18`` (``False``) and ``r3d-18-ctp`` (``True``): :func:`r3d_18` in
+    the standard or CtP geometry."""
+    return r3d_18(ctp_geometry=ctp_geometry)
