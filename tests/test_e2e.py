@@ -263,3 +263,25 @@ def test_two_concurrent_runs_with_the_same_settings_keep_separate_directories(tm
     printed = [line.rsplit(" ", 1)[-1] for out, _ in outputs for line in out.splitlines()
                if line.startswith("fedssl: run directory ")]
     assert sorted(printed) == [str(d) for d in dirs]  # each command names its own
+
+
+# ---------------------------------------------------------------- video
+VIDEO = ["task=video-ssl", "dataset=motion-digits", "batch-size=8", "eval-max-samples=40"]
+
+
+def test_video_ctp_under_fedvssl_keeps_heads_local_and_reports_retrieval(tmp_path):
+    run_dir = fedssl_run(tmp_path, "video-fedvssl", *VIDEO, "model=r3d-tiny-ctp",
+                         "ssl-method=ctp", "strategy=fedvssl", "partial-prefix=backbone.",
+                         "eval-every=1")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    kept = metrics[(metrics["metric"] == "partial-local-arrays") & (metrics["source"] == "client")]
+    # Round 2 starts every client from its own CtP head (kept in Context.state), the backbone
+    # from the global model.
+    assert kept.groupby("round")["value"].agg(list).to_dict() == {1: [0, 0, 0], 2: [1, 1, 1]}
+    central = metrics[metrics["phase"] == "central"]
+    for metric in ("retrieval-r1", "knn-accuracy"):  # every evaluation round
+        rows = central[central["metric"] == metric]
+        assert list(rows["round"]) == [1, 2] and rows["value"].between(0, 1).all()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ks = (1, 5, 10, 20, 50)  # at the end, VCOP's protocol, next to the random-init encoder
+    assert {f"{p}retrieval-r{k}" for p in ("", "random-init-") for k in ks} <= set(summary)
