@@ -49,7 +49,11 @@ def _seed(seed: int) -> None:
 def test_method_names_are_the_documented_ones() -> None:
     assert SSL_METHODS == ("simclr", "byol", "simsiam", "barlowtwins")
     assert set(SSL_REGISTRY.names(objective="feature-matching")) == set(SSL_METHODS)
-    assert SSL_REGISTRY.names(objective="predictive") == ("clip-order",)
+    assert SSL_REGISTRY.names(objective="predictive", modalities="audio") == ("clip-order",)
+    assert SSL_REGISTRY.names(objective="predictive", modalities="video") == (
+        "ctp", "vcop", "speed")
+    assert set(SSL_REGISTRY.names(modalities="video")) == {"simclr", "byol", "ctp", "vcop",
+                                                           "speed"}
 
 
 @pytest.mark.parametrize("method", SSL_METHODS)

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PREDICTIVE_METHODS", "AudioSSLTask", "audio_features", "log_mel_probe"]
 
-# The registered methods that predict a transformation instead of matching two views.
-PREDICTIVE_METHODS: tuple[str, ...] = SSL_REGISTRY.names(objective="predictive")
+# The registered audio methods that predict a transformation instead of matching two views.
+PREDICTIVE_METHODS: tuple[str, ...] = SSL_REGISTRY.names(objective="predictive",
+                                                         modalities="audio")
 RETRIEVAL_KS = (1, 5, 10)
 
 
