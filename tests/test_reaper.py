@@ -99,3 +99,23 @@ def test_the_supervisor_exits_with_the_code_of_its_command():
         [sys.executable, "-c", "import sys; sys.exit(3)"], parent=os.getpid(), token="t-code",
         grace=1))
     assert supervisor.wait(timeout=30) == 3
+
+
+def test_a_marked_child_is_found_by_its_mark_and_known_by_its_start_time():
+    from fedssl.common import processes
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             env=os.environ | {"FEDSSL_TEST_PROCESS_MARK": "m1"})
+    try:
+        deadline = time.monotonic() + 10
+        while processes.marked_processes("FEDSSL_TEST_PROCESS_MARK", "m1") != [child.pid]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert processes.marked_processes("FEDSSL_TEST_PROCESS_MARK", "other") == []
+        assert processes.alive(child.pid) and processes.start_time(child.pid) is not None
+        assert processes.process_table()[child.pid][0] == os.getpid()
+    finally:
+        processes.send_signal(child.pid, signal.SIGKILL)
+        child.wait()
+    assert not processes.alive(child.pid) and processes.start_time(child.pid) is None
+    processes.send_signal(child.pid, signal.SIGKILL)  # gone: quiet

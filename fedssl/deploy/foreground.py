@@ -41,83 +41,34 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+
+from fedssl.common import processes
 
 __all__ = ["STOP_GRACE_S", "TOKEN_ENV", "marked_processes", "run_in_foreground"]
 
 TOKEN_ENV = "FEDSSL_DEPLOY_TOKEN"
 STOP_GRACE_S = 5.0  # Flower's own force-exit timer is 5 s too
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_PROC = Path("/proc")
 _PR_SET_PDEATHSIG = 1
 
 
 def marked_processes(token: str) -> list[int]:
     """Live processes of this user whose environment holds ``TOKEN_ENV=token``."""
-    needle = f"{TOKEN_ENV}={token}".encode() + b"\0"
-    found = []
-    for entry in _PROC.glob("[0-9]*") if _PROC.is_dir() else ():
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone, or another user's
-            continue
-        pid = int(entry.name)
-        if needle in environ and pid != os.getpid() and _alive(pid):
-            found.append(pid)
-    return found
-
-
-def _table() -> dict[int, tuple[int, int]]:
-    """pid → (parent pid, process group) of every live process in ``/proc``."""
-    table = {}
-    for entry in _PROC.glob("[0-9]*") if _PROC.is_dir() else ():
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if fields and fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
-    return table
+    return processes.marked_processes(TOKEN_ENV, token)
 
 
 def _tree(root: int) -> set[int]:
     """``root``'s process group and every live descendant of ``root`` (``root`` excluded)."""
-    table = _table()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in table.items():
-        children.setdefault(parent, []).append(pid)
+    table = processes.process_table()
     found = {pid for pid, (_, group) in table.items() if group == root}
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-        todo.extend(children.get(pid, ()))
+    found.update(processes.descendants(root, table=table))
     found.discard(root)
     return found
 
 
 def _identity(pids: set[int]) -> dict[int, str]:
-    """pid → start time (``/proc/PID/stat`` field 22), to tell a PID from its reuse."""
-    found = {}
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError):
-            found[pid] = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()[19]
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has ended already
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+    """pid → start time, to tell a PID from its reuse."""
+    return {pid: start for pid in pids if (start := processes.start_time(pid)) is not None}
 
 
 def _die_with(parent: int) -> Callable[[], None] | None:
@@ -149,7 +100,7 @@ def _end(child: subprocess.Popen, known: dict[int, str], token: str, sig: int,
         pids |= set(marked_processes(token))
         if child.poll() is None:
             pids |= _tree(child.pid) | {child.pid}
-        return {pid for pid in pids if _alive(pid)}
+        return {pid for pid in pids if processes.alive(pid)}
 
     def signal_all(s: int) -> set[int]:
         left = scan()
@@ -157,7 +108,7 @@ def _end(child: subprocess.Popen, known: dict[int, str], token: str, sig: int,
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, s)
         for pid in left:
-            _signal(pid, s)
+            processes.send_signal(pid, s)
         return left
 
     if sig != signal.SIGKILL:
@@ -205,7 +156,8 @@ def run_in_foreground(command: Sequence[str], env: Mapping[str, str], *, role: s
         started = time.monotonic()
         if child.poll() is None:
             known |= _identity(_tree(child.pid))
-            _signal(child.pid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+            processes.send_signal(child.pid, signal.SIGINT if signum == signal.SIGINT
+                                  else signal.SIGTERM)
         deadline = started + grace
         while child.poll() is None and time.monotonic() < deadline and len(received) < 2:
             time.sleep(0.1)

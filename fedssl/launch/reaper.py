@@ -35,66 +35,25 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from fedssl.common import processes
+
 __all__ = [
     "TOKEN_ENV", "descendants", "end_marked", "main", "marked_processes", "supervise",
     "supervised_command",
 ]
 
 TOKEN_ENV = "FEDSSL_LAUNCH_TOKEN"
-_PROC = Path("/proc")
 _PR_SET_CHILD_SUBREAPER = 36
 
 
 def marked_processes(token: str) -> list[int]:
-    """PIDs of this user's processes whose environment holds ``TOKEN_ENV=token``."""
-    needle = f"{TOKEN_ENV}={token}".encode() + b"\0"
-    found = []
-    for entry in _PROC.glob("[0-9]*") if _PROC.is_dir() else ():
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone, or another user's
-            continue
-        if needle in environ and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
-
-
-def _parents() -> dict[int, int]:
-    """PID -> parent PID of every process visible in ``/proc``."""
-    parents = {}
-    for entry in _PROC.glob("[0-9]*") if _PROC.is_dir() else ():
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[-1].split()[1])
-    return parents
+    """PIDs of this user's live processes whose environment holds ``TOKEN_ENV=token``."""
+    return processes.marked_processes(TOKEN_ENV, token)
 
 
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (children, their children, ...), zombies included."""
-    children: dict[int, list[int]] = {}
-    for child, parent in _parents().items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], list(children.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, ()))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has ended already
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+    return processes.descendants(pid, zombies=True)
 
 
 def _reap() -> None:
@@ -114,11 +73,11 @@ def _end(find: Iterable[int] | None, token: str | None, grace: float) -> list[in
         pids = set(find() if find else ())
         if token:
             pids.update(marked_processes(token))
-        return {p for p in pids if _alive(p)}
+        return {p for p in pids if processes.alive(p)}
 
     first = scan()
     for pid in first:
-        _signal(pid, signal.SIGTERM)
+        processes.send_signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while scan() and time.monotonic() < deadline:
         _reap()
@@ -127,7 +86,7 @@ def _end(find: Iterable[int] | None, token: str | None, grace: float) -> list[in
     while empty < 3 and time.monotonic() < deadline:
         left = scan()
         for pid in left:
-            _signal(pid, signal.SIGKILL)
+            processes.send_signal(pid, signal.SIGKILL)
         _reap()
         empty = 0 if left else empty + 1
         time.sleep(0.3)
@@ -214,7 +173,7 @@ def _reap_orphans(keep: int) -> None:
     """Collect orphans that ended (so they do not linger as zombies), never ``keep``, whose
     status ``Popen.poll`` must see."""
     for pid in descendants(os.getpid()):
-        if pid != keep and not _alive(pid):
+        if pid != keep and not processes.alive(pid):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
 
