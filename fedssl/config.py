@@ -42,6 +42,8 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 FAULT_KINDS = ("raise", "nan", "shape", "keys")
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 AUGMENTS = ("none", "crop", "randaugment")
+# fedssl.common.retrieval.CLIP_MAP_POOLINGS (kept torch-free here; a test keeps them equal).
+CLIP_POOLINGS = ("maxpool122-flatten", "gap")
 
 
 class ConfigError(ValueError):
@@ -126,6 +128,9 @@ class RunConfig:
     clip_order_segments: int = _key(3, "clip-order: segments per clip (n! orders)", min=2, max=5)
     clip_frames: int = _key(16, "video-ssl: frames per training and retrieval clip", min=4,
                             max=64)
+    retrieval_pooling: str = _key(
+        "maxpool122-flatten", "video-ssl: clip map -> feature for retrieval, kNN and probes "
+        "(VCOP's max-pool (1,2,2) + flatten, or global average)", choices=CLIP_POOLINGS)
     # Augmentation strengths for every method's two views (lightly's CIFAR settings are
     # crop-min-scale 0.08, color-jitter 0.5, hflip-prob 0.5; the defaults suit small digits).
     crop_min_scale: float = _key(0.5, "smallest random-resized-crop area", gt=0.0, max=1.0)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from fedssl.clients.video_ssl import clip_tensor
+from fedssl.common.retrieval import retrieval_clip_starts
 from fedssl.compose import task_of, validate
 from fedssl.config import ConfigError, RunConfig
 from fedssl.datasets.video_loader import VideoArrays
@@ -90,16 +92,35 @@ def test_ctp_and_two_view_clips_are_contiguous_windows():
             assert (frames == frames[:, :1] + torch.arange(16)).all()
 
 
-def test_retrieval_features_pool_ten_clips_per_video_and_report_recall_at_k():
-    cfg = _cfg(ssl_method="simclr", clip_frames=8)
+@pytest.mark.parametrize("pooling", ["maxpool122-flatten", "gap"])
+def test_retrieval_features_pool_ten_clips_per_video_and_report_recall_at_k(pooling):
+    cfg = _cfg(ssl_method="simclr", clip_frames=16, retrieval_pooling=pooling)
     task = task_of(cfg)
     rng = np.random.default_rng(0)
     data = VideoArrays(rng.integers(0, 255, (6, 24, 32, 32, 3), dtype=np.uint8),
                        np.array([0, 1, 2, 0, 1, 2]), 3, "toy/train")
     encoder = task.build_model(cfg).backbone
     features = task.features(encoder, cfg, data)
-    assert features.shape == (6, encoder.feature_dim)
+    maps = encoder.feature_shape(16, 32, 32)  # (T', H', W') = (2, 2, 2)
+    if pooling == "gap":
+        assert features.shape == (6, encoder.feature_dim)
+        # The mean over the ten clips of the backbone's own pooled output, per video.
+        starts = retrieval_clip_starts(24, num_clips=10, clip_len=16)
+        first = torch.from_numpy(data.clips[0][starts[:, None] + np.arange(16)])
+        with torch.no_grad():
+            expected = encoder.eval()(clip_tensor(first, torch.device("cpu"), 32)).mean(0)
+        torch.testing.assert_close(features[0], expected, rtol=1e-4, atol=1e-5)
+    else:  # VCOP: max-pool (1, 2, 2), flatten
+        assert features.shape == (6, encoder.feature_dim * maps[0] * (maps[1] // 2)
+                                  * (maps[2] // 2))
     scores = task.monitor(features, data, features, data, cfg)
     assert set(scores) == {"retrieval-r1", "retrieval-r5", "retrieval-r10", "retrieval-r20",
                            "retrieval-r50", "knn-accuracy"}
     assert scores["retrieval-r1"] == 1.0  # each video finds itself
+
+
+def test_config_pooling_choices_are_the_retrieval_ones():
+    from fedssl.common.retrieval import CLIP_MAP_POOLINGS
+    from fedssl.config import CLIP_POOLINGS
+
+    assert CLIP_POOLINGS == CLIP_MAP_POOLINGS

@@ -32,6 +32,7 @@ from fedssl.clients.ssl_task import SSLTask
 from fedssl.clients.video_data import VIDEO_DATA
 from fedssl.common.retrieval import (
     VIDEO_RETRIEVAL_KS,
+    pool_clip_maps,
     pool_video_features,
     retrieval_clip_starts,
     retrieval_recall,
@@ -78,9 +79,11 @@ def _windows(videos: torch.Tensor, length: int, rng: np.random.Generator) -> tor
 @torch.no_grad()
 def video_features(encoder: torch.nn.Module, data: VideoArrays, *, clip_frames: int,
                    image_size: int, clips_per_video: int = RETRIEVAL_CLIPS,
-                   videos_per_batch: int = 8) -> torch.Tensor:
-    """Per-video features ``(N, D)``: the encoder's pooled features of ``clips_per_video``
-    clips evenly spaced over each video (:func:`retrieval_clip_starts`), averaged."""
+                   pooling: str = "maxpool122-flatten", videos_per_batch: int = 8,
+                   ) -> torch.Tensor:
+    """Per-video features ``(N, D)``: the encoder's last-block maps of ``clips_per_video``
+    clips evenly spaced over each video (:func:`retrieval_clip_starts`), each pooled with
+    ``pooling`` (:func:`pool_clip_maps`), averaged over the clips."""
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
@@ -92,8 +95,8 @@ def video_features(encoder: torch.nn.Module, data: VideoArrays, *, clip_frames: 
         videos = torch.from_numpy(np.ascontiguousarray(
             data.clips[first : first + videos_per_batch][:, index]))  # [b, clips, L, H, W, 3]
         clips = clip_tensor(videos.flatten(0, 1), device, image_size)
-        chunks.append(pool_video_features(encoder(clips).float().cpu(),
-                                          clips_per_video=clips_per_video))
+        clip_features = pool_clip_maps(encoder.forward_features(clips).float(), pooling)
+        chunks.append(pool_video_features(clip_features.cpu(), clips_per_video=clips_per_video))
     encoder.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 
@@ -206,7 +209,7 @@ class VideoSSLTask(SSLTask):
     def features(self, encoder: torch.nn.Module, cfg: RunConfig,
                  data: VideoArrays) -> torch.Tensor:
         return video_features(encoder, data, clip_frames=cfg.clip_frames,
-                              image_size=cfg.image_size)
+                              image_size=cfg.image_size, pooling=cfg.retrieval_pooling)
 
     def monitor(self, f_bank: torch.Tensor, bank: VideoArrays, f_query: torch.Tensor,
                 query: VideoArrays, cfg: RunConfig, prefix: str = "") -> dict[str, float]:
