@@ -1,5 +1,5 @@
 """The ``fedssl`` command: ``fedssl run``, ``fedssl experiment``, ``fedssl hyper-search``,
-``fedssl select-best``, ``fedssl video-to-zip`` and ``fedssl deploy``."""
+``fedssl select-best``, ``fedssl finetune``, ``fedssl video-to-zip`` and ``fedssl deploy``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,38 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--device", default=None,
                     help="where to evaluate, e.g. cpu or cuda (default: cuda when visible)")
     sb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ft = sub.add_parser("finetune", help="fine-tune a run's global backbone with a linear head "
+                        "on labelled data (CtP's protocol) and report test top-1/top-5")
+    ft.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory of an "
+                    "image-ssl, audio-ssl or video-ssl run (holds config.json)")
+    ft.add_argument("--round", dest="weights", type=_weights, default="final",
+                    metavar="final|best|N", help="which global model: final (default; a run "
+                    "that stopped early: its last finished round), best (best-model.safetensors "
+                    "of `fedssl select-best`), a kept round N, or 0 (the random init)")
+    ft.add_argument("--mode", choices=("full", "linear"), default="full",
+                    help="full: train the backbone too (default, the paper protocol); linear: "
+                    "frozen backbone, head only")
+    ft.add_argument("--label-fraction", type=float, default=1.0, metavar="F",
+                    help="share of the train labels used, stratified and seeded, at least one "
+                    "per class: 1 (default), 0.1, 0.01, any in (0, 1]")
+    ft.add_argument("--epochs", type=int, default=10, help="epochs (default 10; CtP: 150); the "
+                    "learning rate drops x0.1 after 40 %% and 80 %% of them")
+    ft.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    ft.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    ft.add_argument("--weight-decay", type=float, default=None, metavar="WD",
+                    help="SGD weight decay (default: 5e-4 for full, 0 for linear)")
+    ft.add_argument("--seeds", type=_int_list, default=[0], metavar="S1,S2,...",
+                    help="one fine-tune per seed (labelled subset, head init, order, "
+                    "augmentation), then mean and std (default 0)")
+    ft.add_argument("--baseline", action="store_true", help="also fine-tune the run's random "
+                    "initialisation with the same recipe, to show what the pretraining gained")
+    ft.add_argument("--test-clips", type=int, default=10, metavar="K",
+                    help="video: clips per test video whose logits are averaged (default 10)")
+    ft.add_argument("--max-test-samples", type=int, default=0, metavar="N",
+                    help="test on a seeded sample of N of the test split (default 0: all)")
+    ft.add_argument("--device", default=None,
+                    help="where to train, e.g. cpu or cuda (default: cuda when visible)")
+    ft.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     vz = sub.add_parser("video-to-zip", help="convert a tree of videos into the same tree of "
                         "frame zips (CtP's format: one zip of JPEG frames per video)")
     vz.add_argument("src", type=Path, metavar="SRC", help="folder of videos (searched "
@@ -125,6 +157,27 @@ def _round_list(text: str) -> list[int]:
     return rounds
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers >= 0, e.g. 0,1,2")
+    return values
+
+
+def _weights(text: str) -> str | int:
+    from fedssl.experiments.finetune import parse_weights
+
+    try:
+        return parse_weights(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; give final, best or a round number, e.g. "
+                                         "--round 8 (0: the random init)") from None
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a batch scheduler, ``timeout``, a closed terminal): stop as on
     Ctrl-C, so that every process the command started ends with it."""
@@ -150,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_hyper_search(args)
         if args.command == "select-best":
             return _cmd_select_best(args)
+        if args.command == "finetune":
+            return _cmd_finetune(args)
         if args.command == "video-to-zip":
             return _cmd_video_to_zip(args)
         if args.command == "deploy":
@@ -293,6 +348,59 @@ def _cmd_select_best(args: argparse.Namespace) -> int:
         print("fedssl: no kept round beat the random initialisation")
     for kind, path in paths.items():
         print(f"  {kind:6s} {path}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune the chosen global model, write finetune/<weights>-<mode>-<fraction>.json and
+    a row per result in finetune.csv, and print the results.
+
+    Exit codes: 0 done; 2 the run directory, round or settings are not valid (the message says
+    what is; nothing is written); 130 (143 on SIGTERM) interrupted, with every finished
+    result already written.
+    """
+    import pandas as pd
+
+    from fedssl.clients.finetune import FineTuneError, FineTuneSettings
+    from fedssl.datasets import DatasetNotFoundError
+    from fedssl.experiments.finetune import run_finetune
+    from fedssl.experiments.selection import SelectionError
+    from fedssl.tracking.checkpoint import CheckpointError
+
+    run_dir = args.run_dir.resolve()
+
+    def say(line: str) -> None:
+        print(f"fedssl: finetune: {line}", file=sys.stderr, flush=True)
+
+    try:
+        settings = FineTuneSettings(
+            mode=args.mode, label_fraction=args.label_fraction, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            test_clips=args.test_clips, max_test_samples=args.max_test_samples)
+        document = run_finetune(run_dir, settings, weights=args.weights, seeds=args.seeds,
+                                baseline=args.baseline, device=args.device,
+                                log=None if args.quiet else say)
+    except (FileNotFoundError, DatasetNotFoundError, FineTuneError, SelectionError,
+            CheckpointError, ConfigError) as err:
+        print(f"fedssl: finetune: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        name = f" ({stop.args[0]})" if isinstance(stop, Terminated) else ""
+        print(f"fedssl: finetune interrupted{name}; every finished result is in "
+              f"{run_dir / 'finetune.csv'}", file=sys.stderr)
+        return 128 + stop.signum if isinstance(stop, Terminated) else 130
+
+    rows = pd.DataFrame(document["results"])[
+        ["weights", "round", "seed", "train-samples", "test-samples", "top1", "top5",
+         "wall-s"]]
+    print("\n" + rows.to_markdown(index=False, floatfmt=".4f"))
+    fraction = f"{settings.label_fraction:g}"
+    for label, mean in document["mean"].items():
+        spread = (f" (std {mean['top1-std']:.4f} / {mean['top5-std']:.4f} over "
+                  f"{mean['seeds']} seeds)" if mean["seeds"] > 1 else "")
+        print(f"fedssl: finetune {label} ({settings.mode}, label fraction {fraction}): "
+              f"top-1 {mean['top1']:.4f}, top-5 {mean['top5']:.4f}{spread}")
+    print(f"  json   {document['path']}\n  csv    {document['csv']}")
     return 0
 
 

@@ -292,7 +292,7 @@ class _ImageInputs:
 
     def test_logits(self, net: nn.Module, data: Any) -> torch.Tensor:
         def inputs(part: slice, device: torch.device) -> torch.Tensor:
-            images = torch.from_numpy(np.ascontiguousarray(data.images[part]))
+            images = torch.from_numpy(np.array(data.images[part]))
             return self.test_transform(images.permute(0, 3, 1, 2)).to(device)
 
         return _batched_logits(net, len(data), 256, inputs)
