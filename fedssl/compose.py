@@ -89,8 +89,9 @@ def _validate(cfg: RunConfig, local_paths: bool) -> None:
         raise ConfigError(f"task={cfg.task!r} does not fit: " + "; ".join(wrong)
                           + _model_hint(cfg))
     try:
-        check_partitioner(cfg.partitioner,
-                          has_groups=DATASET_REGISTRY.tags(cfg.dataset)["groups"])
+        data_tags = DATASET_REGISTRY.tags(cfg.dataset)
+        check_partitioner(cfg.partitioner, has_groups=data_tags["groups"],
+                          has_names=data_tags.get("names", False))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     strategy = STRATEGIES.tags(cfg.strategy)
@@ -125,6 +126,10 @@ def _check_files(cfg: RunConfig) -> None:
             raise ConfigError(f"data-dir={cfg.data_dir!r}: {err}") from None
         except ValueError as err:
             raise ConfigError(f"dataset={cfg.dataset!r}: {err}") from None
+    # A partitioner that reads files of its own (fedvssl-clients' client lists) checks them.
+    if (check := PARTITIONER_REGISTRY.tags(cfg.partitioner).get("check_files")) and (
+            wrong := check(cfg)):
+        raise ConfigError("; ".join(wrong))
     if cfg.repopt_scales and not Path(cfg.repopt_scales).is_file():
         raise ConfigError(
             f"repopt-scales={cfg.repopt_scales!r}: no such file; write one with "

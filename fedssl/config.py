@@ -159,12 +159,19 @@ class RunConfig:
                         registry="datasets")
     data_dir: str = _key("", "dataset directory (real datasets)")
     hf_dataset: str = _key("", "Hugging Face dataset id (dataset=hf)")
-    image_size: int = _key(32, "image side in pixels", min=8, max=512)
+    image_size: int = _key(32, "image side in pixels (and the frame side real videos are "
+                           "decoded to)", min=8, max=512)
+    video_split: int = _key(1, "ucf101, hmdb51: official train/test split (kinetics400 has one)",
+                            min=1, max=3)
+    video_frames: int = _key(64, "ucf101, hmdb51, kinetics400: frames decoded per video (its "
+                             "first; a shorter one repeats its last)", min=4, max=1024)
     partitioner: str = _key("dirichlet", "how data is split over clients", registry="partitioners")
     dirichlet_alpha: float = _key(
         1.0, "Dirichlet concentration (dirichlet, paper-dirichlet)", gt=0.0
     )
     classes_per_client: int = _key(2, "classes per client (shard partitioner)", min=1)
+    client_dist_dir: str = _key("", "fedvssl-clients: folder of FedVSSL's client_dist1.json .. "
+                                "client_distN.json, one per client")
     # --- local training
     local_epochs: int = _key(1, "local epochs per round", min=1)
     batch_size: int = _key(128, "local batch size", min=2)
@@ -281,9 +288,9 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
 # writes and reports, how long it waits, how often it evaluates, fault injection for tests.
 # Everything else defines the run (data, model, method, strategy, seed, training settings).
 RESUME_MAY_CHANGE = frozenset({
-    "num-server-rounds", "resume-from", "output-dir", "run-name", "data-dir", "round-timeout",
-    "eval-every", "keep-round-models", "wandb-mode", "wandb-project", "wandb-group",
-    "wandb-tags", "fault-partition", "fault-kind", "max-failed-fraction",
+    "num-server-rounds", "resume-from", "output-dir", "run-name", "data-dir", "client-dist-dir",
+    "round-timeout", "eval-every", "keep-round-models", "wandb-mode", "wandb-project",
+    "wandb-group", "wandb-tags", "fault-partition", "fault-kind", "max-failed-fraction",
 })
 
 

@@ -92,8 +92,11 @@ def test_the_image_audio_and_video_datasets_are_the_loaders_names():
 def test_a_partitioner_takes_the_parameters_its_tags_name(name):
     signature = inspect.signature(PARTITIONER_REGISTRY.get(name))
     keyword = [p for p, v in signature.parameters.items() if v.kind is v.KEYWORD_ONLY]
-    assert set(keyword) == {"seed", "groups", *PARTITIONER_REGISTRY.tags(name)["params"]}
-    assert PARTITIONER_REGISTRY.tags(name)["needs_groups"] == (name == "group")
+    tags = PARTITIONER_REGISTRY.tags(name)
+    names = {"names"} if tags["needs_names"] else set()
+    assert set(keyword) == {"seed", "groups", *names, *tags["params"]}
+    assert tags["needs_groups"] == (name == "group")
+    assert tags["needs_names"] == (name == "fedvssl-clients")
 
 
 def test_the_model_tables_are_the_catalogues_names():

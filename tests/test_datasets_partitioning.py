@@ -135,7 +135,8 @@ def test_bad_arguments() -> None:
             partition_indices(LABELS, 2, method="shard", classes_per_partition=k)
     with pytest.raises(ValueError, match="1-D integer"):
         partition_indices(LABELS.astype(float), 2, method="iid")
-    assert PARTITIONERS == ("iid", "dirichlet", "shard", "paper-dirichlet", "group")
+    assert PARTITIONERS == ("iid", "dirichlet", "shard", "paper-dirichlet", "group",
+                            "fedvssl-clients")
 
 
 def test_histograms_and_plot(tmp_path: Path) -> None:
@@ -175,6 +176,8 @@ def test_registry_holds_partitioners_with_run_config_params() -> None:
     assert partitioner_config_keys("paper-dirichlet") == ("dirichlet-alpha",)
     assert partitioner_config_keys("shard") == ("classes-per-client",)
     assert partitioner_config_keys("iid") == partitioner_config_keys("group") == ()
+    assert partitioner_config_keys("fedvssl-clients") == ("client-dist-dir",)
+    assert PARTITIONER_REGISTRY.names(needs_names=True) == ("fedvssl-clients",)
 
 
 def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
@@ -220,7 +223,7 @@ def test_unknown_partitioner_lists_valid_names() -> None:
 
 def test_check_partitioner_needs_groups() -> None:
     for name in PARTITIONERS:
-        check_partitioner(name, has_groups=True)
+        check_partitioner(name, has_groups=True, has_names=True)
     for name in ("iid", "dirichlet", "shard", "paper-dirichlet"):
         check_partitioner(name, has_groups=False)
     with pytest.raises(ValueError) as err:

@@ -61,12 +61,17 @@ CTP_IMAGE_SIZES: tuple[int, ...] = (32, 112)
 
 def check_video_ssl(cfg: RunConfig) -> list[str]:
     """CtP needs a backbone in its pretraining geometry and clips of a size it has settings
-    for; a clip must fit in the dataset's videos (its ``frames`` tag)."""
+    for; a clip must fit in the dataset's videos (its ``frames`` tag: a number, or the
+    run-config key that sets it)."""
     wrong = []
     frames = DATASET_REGISTRY.tags(cfg.dataset).get("frames")
+    key = frames if isinstance(frames, str) else ""
+    if key:
+        frames = cfg.to_run_config()[key]
     if frames and cfg.clip_frames > frames:
+        fix = f" (decoded with {key}={frames}; raise it)" if key else ""
         wrong.append(f"clip-frames={cfg.clip_frames} is longer than the {frames}-frame videos "
-                     f"of dataset={cfg.dataset!r}")
+                     f"of dataset={cfg.dataset!r}{fix}")
     if cfg.ssl_method == "ctp":
         if MODELS.tags(cfg.model).get("geometry") != "ctp":
             ctp_models = MODELS.names(geometry="ctp")

@@ -62,7 +62,9 @@ class PartitionedData:
                          params: tuple[tuple[str, Any], ...], seed: int) -> list[np.ndarray]:
         train = self.load(key, "train")
         return partition_with(partitioner, train.labels, num_partitions, seed=seed,
-                              groups=getattr(train, "groups", None), run_config=dict(params))
+                              groups=getattr(train, "groups", None),
+                              names=getattr(train, "names", None) or None,
+                              run_config=dict(params))
 
     def partition_indices(self, cfg: RunConfig, num_partitions: int) -> list[np.ndarray]:
         """Train-split indices of every partition under the run's partitioner (which reads

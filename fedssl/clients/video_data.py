@@ -15,12 +15,15 @@ __all__ = ["VIDEO_DATA"]
 
 
 def _key(cfg: RunConfig) -> tuple:
-    return (cfg.dataset, cfg.data_dir)
+    # The real datasets decode to video-frames frames of image-size pixels from split
+    # video-split; motion-digits ignores the three.
+    return (cfg.dataset, cfg.data_dir, cfg.video_split, cfg.video_frames, cfg.image_size)
 
 
 def _load(key: tuple, split: str) -> VideoArrays:
-    dataset, data_dir = key
-    return load_video_dataset(dataset, split, data_dir=data_dir)
+    dataset, data_dir, fold, frames, size = key
+    return load_video_dataset(dataset, split, data_dir=data_dir, fold=fold, frames=frames,
+                              size=size)
 
 
 VIDEO_DATA = PartitionedData(_key, _load)

@@ -6,7 +6,14 @@ for the tags). The order of those lines is the order of ``PARTITIONERS`` and of 
 messages.
 """
 
-from fedssl.datasets.partitioners import dirichlet, group, iid, paper_dirichlet, shard
+from fedssl.datasets.partitioners import (
+    dirichlet,
+    fedvssl_clients,
+    group,
+    iid,
+    paper_dirichlet,
+    shard,
+)
 from fedssl.datasets.partitioners.api import (
     check_partitioner,
     partition_with,
@@ -22,6 +29,7 @@ __all__ = [
     "PartitionFn",
     "check_partitioner",
     "dirichlet",
+    "fedvssl_clients",
     "group",
     "group_split",
     "iid",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ def partition_with(
     *,
     seed: int,
     groups: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
     run_config: Mapping[str, Any],
 ) -> list[np.ndarray]:
     """Split ``labels`` with partitioner ``name``, its parameters read from ``run_config``.
@@ -59,6 +60,9 @@ def partition_with(
         Seed of all randomness.
     groups : np.ndarray, optional
         Group id per sample, for partitioners registered with ``needs_groups=True``.
+    names : sequence of str, optional
+        Name per sample (:attr:`VideoArrays.names`), passed only to partitioners registered
+        with ``needs_names=True`` (``fedvssl-clients``); the others never see it.
     run_config : Mapping[str, Any]
         The flat kebab-case run config (``{"dirichlet-alpha": 1.0, ...}``); only the keys
         :func:`partitioner_config_keys` names are read.
@@ -81,4 +85,6 @@ def partition_with(
             raise ValueError(f"partitioner {name!r} reads run-config key {key!r}, "
                              "which the run config lacks")
         params[arg] = run_config[key]
+    if PARTITIONER_REGISTRY.tags(name).get("needs_names"):
+        params["names"] = names
     return split(labels, num_partitions, seed=seed, groups=groups, **params)

@@ -2,7 +2,7 @@
 
 A partitioner is a function ``split(labels, num_partitions, *, seed, groups, **params)``
 returning, per partition, the sorted ``int64`` indices into ``labels``. It is declared in
-:data:`PARTITIONER_REGISTRY` (by :mod:`fedssl.catalogue.datasets`) with two tags:
+:data:`PARTITIONER_REGISTRY` (by :mod:`fedssl.catalogue.datasets`) with these tags:
 
 ``params``
     ``{argument name: run-config key}``, the keyword arguments it takes beyond ``seed`` and
@@ -10,6 +10,11 @@ returning, per partition, the sorted ``int64`` indices into ``labels``. It is de
     (``{"alpha": "dirichlet-alpha"}``).
 ``needs_groups``
     Whether it needs a group id (speaker, recording) per sample.
+``needs_names``
+    Whether it needs a name per sample (``fedvssl-clients``): then it also takes
+    ``names=``, which :func:`~fedssl.datasets.partitioners.partition_with` passes to it alone.
+``check_files`` (optional)
+    ``(cfg) -> list[str]``: what is wrong with the files it reads, checked before a run.
 
 This module imports none of the partitioners, so each of them can import it.
 """
