@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
@@ -180,6 +181,29 @@ def test_decoding_pads_short_videos_crops_the_centre_and_caches(ucf, tmp_path, m
     with pytest.warns(UserWarning, match="skipped 1 of 5"):
         load_ucf101(root, "train", frames=16, size=8, progress=False)
     assert len([p for p in (tmp_path / "cache" / "videos").iterdir() if p.is_dir()]) == 2
+
+
+def test_concurrent_loaders_decode_a_split_once(ucf, monkeypatch):
+    root, _ = ucf
+    index = index_ucf101(root, "test")
+    calls = []
+    real = decode.decode_video
+
+    def counted(path, **kwargs):
+        calls.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(decode, "decode_video", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        decode.decode_index(index, frames=4, size=8, progress=False))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and len(calls) == len(index) == 2
+    for data in results[1:]:
+        np.testing.assert_array_equal(data.clips, results[0].clips)
 
 
 def test_ucf101_layout_errors(ucf, tmp_path):

@@ -16,9 +16,10 @@ Cache: ``<cache_dir>/videos/<dataset>-<split>-<frames>f-<size>px-<hash>/`` holds
 class names, skipped files, settings), written into a temporary folder and renamed into place,
 so a reader never sees half a cache. The hash covers :data:`DECODE_VERSION`, the decode
 settings and every listed file's name, label, size and modification time: adding, replacing or
-touching a video decodes the split again. Concurrent loaders (simulated clients, the
-ServerApp) take an exclusive lock (``fcntl.flock`` on ``<folder>.lock``) so one of them decodes
-while the others wait and then read its cache. Old caches are never deleted; remove
+touching a video decodes the split again. A complete cache is read without locking; a loader
+that finds none takes an exclusive lock (``fcntl.flock`` on ``<folder>.lock``), so of the
+concurrent loaders (simulated clients, the ServerApp) one decodes while the others wait and
+then read its cache. Old caches are never deleted; remove
 ``<cache_dir>/videos/`` to reclaim the space.
 
 A video that cannot be decoded (garbage, truncated, a broken frame zip) is left out: one
@@ -234,15 +235,19 @@ def decode_index(index: VideoIndex, *, frames: int = 64, size: int = 32,
         raise ValueError(f"size must be a positive int (run-config key image-size); got "
                          f"{size!r}")
     folder = cache_folder(index, frames=frames, size=size, cache_dir=cache_dir)
-    with _locked(folder):
-        cached = _read_cache(folder)
-        if cached is None:
-            shutil.rmtree(folder, ignore_errors=True)  # a damaged cache is decoded again
-            _decode_into(folder, index, frames=frames, size=size, progress=progress)
-            cached = _read_cache(folder)
+    # A complete cache is read without the lock (it appears by one rename, never half
+    # written), so readers neither queue nor need write access to the cache folder.
+    cached = _read_cache(folder)
+    if cached is None:
+        with _locked(folder):
+            cached = _read_cache(folder)  # another process may have decoded it meanwhile
             if cached is None:
-                raise OSError(f"{index.name}: could not read back the decoded videos just "
-                              f"written in {folder}")
+                shutil.rmtree(folder, ignore_errors=True)  # a damaged cache is decoded again
+                _decode_into(folder, index, frames=frames, size=size, progress=progress)
+                cached = _read_cache(folder)
+                if cached is None:
+                    raise OSError(f"{index.name}: could not read back the decoded videos "
+                                  f"just written in {folder}")
     clips, meta = cached
     skipped: dict[str, str] = meta["skipped"]
     if skipped:
