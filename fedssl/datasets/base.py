@@ -98,6 +98,50 @@ class CorruptDataError(ValueError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class DatasetLayout:
+    """A dataset's name and expected on-disk layout, and the checks that quote them.
+
+    Every :class:`DatasetNotFoundError` raised here names the dataset, says what was wrong
+    and where, and ends with ``expected layout: <layout>``. The audio and video sources
+    subclass it with what they read (tables, split lists). ``root_key`` is what the folder
+    is called in the message for an empty one (the argument or run-config key).
+    """
+
+    name: str
+    layout: str
+    root_key: str = "root"
+
+    def not_found(self, what: str) -> DatasetNotFoundError:
+        """``DatasetNotFoundError("dataset '<name>': <what>; expected layout: <layout>")``."""
+        return DatasetNotFoundError(f"dataset {self.name!r}: {what}; expected layout: "
+                                    f"{self.layout}")
+
+    def root_dir(self, root: str | Path) -> Path:
+        """``root`` as a path to an existing folder (``~`` expanded)."""
+        if not str(root):
+            raise DatasetNotFoundError(f"dataset {self.name!r} needs {self.root_key}, the "
+                                       f"dataset's folder (got an empty string); expected "
+                                       f"layout: {self.layout}")
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise self.not_found(f"{self.root_key}={str(root)!r} is not a directory (looked "
+                                 f"at {path.resolve()})")
+        return path
+
+    def require_dir(self, path: Path) -> Path:
+        """``path``, which must be an existing folder."""
+        if not path.is_dir():
+            raise self.not_found(f"folder {path} is missing")
+        return path
+
+    def require_file(self, path: Path) -> Path:
+        """``path``, which must be an existing file."""
+        if not path.is_file():
+            raise self.not_found(f"file {path} is missing")
+        return path
+
+
 #: How many bad files a warning or error names (all are counted).
 BAD_FILES_NAMED = 10
 

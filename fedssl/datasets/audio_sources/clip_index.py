@@ -30,7 +30,7 @@ import pandas as pd
 
 from fedssl.datasets.audio_base import AudioArrays, audio_file_problem, fit_length, read_audio
 from fedssl.datasets.base import BAD_FILES_NAMED as _BAD_FILES_NAMED
-from fedssl.datasets.base import CorruptDataError, DatasetNotFoundError
+from fedssl.datasets.base import CorruptDataError, DatasetLayout
 from fedssl.datasets.base import describe_bad_files as _describe_bad_files
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
@@ -49,41 +49,9 @@ GroupIds = Callable[[list[Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
-class SourceLayout:
-    """A dataset's name and expected on-disk layout, and the checks that quote them.
-
-    Every :class:`DatasetNotFoundError` raised here names the dataset, says what was wrong
-    and where, and ends with ``expected layout: <layout>``.
-    """
-
-    name: str
-    layout: str
-
-    def not_found(self, what: str) -> DatasetNotFoundError:
-        """``DatasetNotFoundError("dataset '<name>': <what>; expected layout: <layout>")``."""
-        return DatasetNotFoundError(
-            f"dataset {self.name!r}: {what}; expected layout: {self.layout}"
-        )
-
-    def root_dir(self, root: str | Path) -> Path:
-        """``root`` as a path to an existing folder (``~`` expanded)."""
-        if not str(root):
-            raise DatasetNotFoundError(
-                f"dataset {self.name!r} needs root (got an empty string); expected layout: "
-                f"{self.layout}"
-            )
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise self.not_found(
-                f"root={str(root)!r} is not a directory (looked at {path.resolve()})"
-            )
-        return path
-
-    def require_dir(self, path: Path) -> Path:
-        """``path``, which must be an existing folder."""
-        if not path.is_dir():
-            raise self.not_found(f"folder {path} is missing")
-        return path
+class SourceLayout(DatasetLayout):
+    """:class:`~fedssl.datasets.base.DatasetLayout` (errors quoting the layout) plus the
+    metadata tables and audio-file checks of the clip sources."""
 
     def read_table(
         self, path: Path, columns: Sequence[str], *, headerless: bool = False

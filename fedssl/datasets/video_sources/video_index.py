@@ -21,51 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fedssl.datasets.base import DatasetNotFoundError
+from fedssl.datasets.base import DatasetLayout
 from fedssl.datasets.video.source import FRAME_ZIP_SUFFIX
 
 __all__ = ["VideoFinder", "VideoIndex", "VideoLayout", "read_lines", "video_name"]
 
 
 @dataclass(frozen=True)
-class VideoLayout:
-    """A dataset's name and expected on-disk layout, and the checks that quote them.
+class VideoLayout(DatasetLayout):
+    """:class:`~fedssl.datasets.base.DatasetLayout` (errors quoting the layout; the folder is
+    the run config's ``data-dir``) plus the split and official-split-number checks."""
 
-    Every :class:`DatasetNotFoundError` raised here names the dataset, says what was wrong
-    and where, and ends with ``expected layout: <layout>``.
-    """
-
-    name: str
-    layout: str
-
-    def not_found(self, what: str) -> DatasetNotFoundError:
-        """``DatasetNotFoundError("dataset '<name>': <what>; expected layout: <layout>")``."""
-        return DatasetNotFoundError(f"dataset {self.name!r}: {what}; expected layout: "
-                                    f"{self.layout}")
-
-    def root_dir(self, root: str | Path) -> Path:
-        """``root`` as a path to an existing folder (``~`` expanded)."""
-        if not str(root):
-            raise DatasetNotFoundError(f"dataset {self.name!r} needs data-dir, the dataset's "
-                                       f"folder (got an empty string); expected layout: "
-                                       f"{self.layout}")
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise self.not_found(f"data-dir={str(root)!r} is not a directory (looked at "
-                                 f"{path.resolve()})")
-        return path
-
-    def require_dir(self, path: Path) -> Path:
-        """``path``, which must be an existing folder."""
-        if not path.is_dir():
-            raise self.not_found(f"folder {path} is missing")
-        return path
-
-    def require_file(self, path: Path) -> Path:
-        """``path``, which must be an existing file."""
-        if not path.is_file():
-            raise self.not_found(f"file {path} is missing")
-        return path
+    root_key: str = "data-dir"
 
     def check_split(self, split: str) -> None:
         """Raise ``ValueError`` unless ``split`` is ``"train"`` or ``"test"``."""
