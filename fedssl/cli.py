@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from fedssl.config import ConfigError, parse_overrides
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="max: higher is better (default); min: lower is better")
     sb.add_argument("--every", type=int, default=1, metavar="K",
                     help="score every K-th kept round and the last one (default 1: all)")
-    sb.add_argument("--rounds", type=_round_list, default=None, metavar="R1,R2,...",
+    sb.add_argument("--rounds", type=_int_list("rounds"), default=None, metavar="R1,R2,...",
                     help="score only these kept rounds, e.g. 1,4,8 (not with --every)")
     sb.add_argument("--device", default=None,
                     help="where to evaluate, e.g. cpu or cuda (default: cuda when visible)")
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
     ft.add_argument("--weight-decay", type=float, default=None, metavar="WD",
                     help="SGD weight decay (default: 5e-4 for full, 0 for linear)")
-    ft.add_argument("--seeds", type=_int_list, default=[0], metavar="S1,S2,...",
+    ft.add_argument("--seeds", type=_int_list("seeds"), default=[0], metavar="S1,S2,...",
                     help="one fine-tune per seed (labelled subset, head init, order, "
                     "augmentation), then mean and std (default 0)")
     ft.add_argument("--baseline", action="store_true", help="also fine-tune the run's random "
@@ -146,26 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _round_list(text: str) -> list[int]:
-    try:
-        rounds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of rounds, e.g. 1,4,8") from None
-    if not rounds or min(rounds) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give rounds >= 0, e.g. 1,4,8")
-    return rounds
+def _int_list(what: str) -> Callable[[str], list[int]]:
+    """An argparse type: a comma-separated list of integers >= 0 (``what``: rounds, seeds)."""
 
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {what}, e.g. 0,1,4") from None
+        if not values or min(values) < 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what} >= 0, e.g. 0,1,4")
+        return values
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give integers >= 0, e.g. 0,1,2")
-    return values
+    return parse
 
 
 def _weights(text: str) -> str | int:
