@@ -221,3 +221,23 @@ def test_two_view_methods_train_on_clip_views_of_a_video_backbone(method):
     assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match=r"\[B, C, T, H, W\]"):
         model.training_loss([torch.randn(4, 3, 32), torch.randn(4, 3, 32)])
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_two_view_losses_fall_over_a_few_steps_on_fixed_clips(method):
+    from fedssl.models import build_ssl_model
+
+    torch.manual_seed(0)
+    model = build_ssl_model(method, r3d_tiny())
+    clips = torch.randn(8, 3, 8, 32, 32)
+    views = [clips, clips + 0.1 * torch.randn_like(clips)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for step in range(8):
+        model.on_step_start(step / 8)
+        loss = model.training_loss(views)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
