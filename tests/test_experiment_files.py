@@ -271,3 +271,17 @@ def test_continue_and_report_are_exclusive(tmp_path, capsys):
 )
 def test_num_supernodes_below_one_is_refused(tmp_path, capsys, text, fragment):
     assert fragment in _refused(capsys, _write(tmp_path, text))
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_experiment_file_validates(path, tmp_path, capsys):
+    """Each experiment under experiments/ passes the checks of every one of its runs (what
+    --dry-run does before listing them), so a renamed key or a new check cannot leave a
+    shipped experiment that fails only when someone runs it."""
+    code = main(["experiment", str(path), "--dry-run", "--runs-dir", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "runs ->" in captured.out + captured.err
