@@ -92,6 +92,26 @@ def test_a_killed_serverapp_is_resumed_from_its_last_checkpoint(federation):
     assert load_checkpoint(run_dir)["round"] == 2
 
 
+def test_a_video_run_under_fedvssl_completes_on_the_deployed_federation(federation):
+    """task=video-ssl over TLS with authenticated SuperNodes: the same ClientApp and
+    ServerApp as in simulation, CtP under FedVSSL's backbone-only updating, one round."""
+    run_dir = federation.root / "run-video"
+    submit = federation.submit(
+        "task=video-ssl", "dataset=motion-digits", "model=r3d-tiny-ctp", "ssl-method=ctp",
+        "strategy=fedvssl", "partial-prefix=backbone.", "num-server-rounds=1",
+        "max-local-steps=1", "batch-size=8", "eval-max-samples=40", "linear-probe=false",
+        "wandb-mode=disabled", f"output-dir={run_dir}", quiet=True)
+    code, lines = finish(submit)
+    assert code == 0, "\n".join(lines[-40:])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["num-partitions"] == 3
+    assert 0.0 <= summary["retrieval-r1"] <= summary["retrieval-r5"] <= 1.0
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    kept = metrics[(metrics["metric"] == "partial-local-arrays")
+                   & (metrics["source"] == "client")]
+    assert len(kept) == 3  # each client reported what it kept of its own (round 1: nothing)
+
+
 def test_default_experiment_completes_when_a_supernode_dies_in_round_2(federation):
     """The default experiment (only two rounds instead of eight) over TLS with authenticated
     SuperNodes; SuperNode 2 is killed (SIGKILL) once round 2 has been sent out."""
