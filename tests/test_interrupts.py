@@ -44,7 +44,15 @@ def _start(run_dir: Path, mark: str) -> subprocess.Popen:
          "linear-probe=false", "eval-max-samples=100", "partitioner=iid",
          "wandb-mode=disabled", "keep-round-models=false", f"output-dir={run_dir}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as a terminal's foreground job
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        # and, like one, with Ctrl-C's default action: a shell without job control starts
+        # background commands (CI launched with `cmd &`) with SIGINT ignored, and Python
+        # keeps an ignored SIGINT ignored, so the run would never see the Ctrl-C.
+        preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_a_round(process: subprocess.Popen, run_dir: Path, timeout: float = 180) -> None:
