@@ -35,7 +35,7 @@ import torch
 
 from fedssl.clients.base import seed_global
 from fedssl.clients.finetune import FineTuneError, FineTuneSettings, finetune, lr_milestones
-from fedssl.experiments.selection import _device, _ranges, load_run_config
+from fedssl.experiments.selection import load_run_config, pick_device, round_ranges
 from fedssl.tracking.checkpoint import (
     has_checkpoint,
     list_round_models,
@@ -114,7 +114,7 @@ def _available(run_dir: Path, kept: list[int]) -> str:
         parts.append("best")
     parts.append("0 (the random init)")
     if kept:
-        parts.append(f"a kept round ({_ranges(kept)})")
+        parts.append(f"a kept round ({round_ranges(kept)})")
     return ", ".join(parts)
 
 
@@ -292,7 +292,7 @@ def run_finetune(
                             "runs of a self-supervised task (image-ssl, audio-ssl, video-ssl)")
     if not seeds:
         raise FineTuneError("give at least one seed")
-    device = _device(device)
+    device = pick_device(device)
     chosen = load_weights(run_dir, weights, cfg)
     models = [(chosen, _model(task, cfg, chosen))]
     if baseline and chosen.label != "random-init":

@@ -37,6 +37,8 @@ __all__ = [
     "SelectionError",
     "default_metric",
     "load_run_config",
+    "pick_device",
+    "round_ranges",
     "score_rounds",
     "select_best",
     "write_selection",
@@ -157,14 +159,14 @@ def _pick_rounds(kept: list[int], rounds: list[int] | None, every: int) -> list[
         missing = sorted(set(rounds) - set(kept) - {0})
         if missing:
             raise SelectionError(
-                f"round(s) {missing} were not kept; kept rounds: {_ranges(kept)}"
+                f"round(s) {missing} were not kept; kept rounds: {round_ranges(kept)}"
             )
         return sorted(set(rounds) - {0})
     # Every k-th round, and always the last kept one: the final model is the natural rival.
     return [r for r in kept if r % every == 0 or r == kept[-1]]
 
 
-def _ranges(rounds: list[int]) -> str:
+def round_ranges(rounds: list[int]) -> str:
     """``1-8, 10`` for [1..8, 10]: readable in an error message even for long runs."""
     parts, start = [], None
     for i, r in enumerate(rounds):
@@ -232,7 +234,7 @@ def score_rounds(
     path_of = dict(kept)
     chosen = _pick_rounds(list(path_of), rounds, every)
     task = get_task(cfg.task)
-    device = _device(device)
+    device = pick_device(device)
     model = _initial_model(task, cfg).to(device)
 
     rows: list[dict[str, Any]] = []
@@ -261,7 +263,7 @@ def score_rounds(
     return frame
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def pick_device(device: str | torch.device | None) -> torch.device:
     """The device to score on; ``None``: the GPU when one is visible, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -314,7 +316,7 @@ def write_selection(
     if row.empty or metric not in scores.columns:
         raise SelectionError(
             f"round {best_round} / metric {metric!r} are not in the scores; scored rounds: "
-            f"{_ranges(sorted(scores['round'].tolist()))}, metrics: "
+            f"{round_ranges(sorted(scores['round'].tolist()))}, metrics: "
             f"{', '.join(_metric_columns(scores))}"
         )
     csv_path = run_dir / SELECTION_CSV
