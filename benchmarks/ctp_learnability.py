@@ -51,7 +51,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from fedssl.clients.video_ssl import clip_tensor
+    from fedssl.clients.video_ssl import clip_tensor, random_windows
     from fedssl.models.ctp import CtPModel, ctp_config, ctp_loss, trajectory_targets
     from fedssl.models.video_backbones import r3d_tiny
 
@@ -69,10 +69,7 @@ def main() -> None:
     held_out, train = videos[-64:], videos[:-64]
 
     def windows(batch: torch.Tensor, generator: np.random.Generator) -> torch.Tensor:
-        starts = generator.integers(0, batch.shape[1] - 16 + 1, size=len(batch))
-        index = torch.as_tensor(starts[:, None] + np.arange(16))
-        frames = batch[torch.arange(len(batch))[:, None], index]
-        return clip_tensor(frames, torch.device("cpu"), 32)
+        return clip_tensor(random_windows(batch, 16, generator), torch.device("cpu"), 32)
 
     config = ctp_config(32)
     if args.config == "easy":

@@ -45,7 +45,7 @@ from torchvision.transforms import v2
 
 from fedssl.clients.base import seed_everything
 from fedssl.clients.image_classification import build_train_transform
-from fedssl.clients.video_ssl import RETRIEVAL_CLIPS, clip_tensor
+from fedssl.clients.video_ssl import RETRIEVAL_CLIPS, clip_tensor, crop_clips, random_windows
 from fedssl.common.retrieval import retrieval_clip_starts
 
 if TYPE_CHECKING:
@@ -329,11 +329,8 @@ class _VideoInputs:
     def train_batch(self, data: Any, index: np.ndarray, device: torch.device) -> torch.Tensor:
         videos = torch.from_numpy(np.ascontiguousarray(data.clips[index]))  # [B, T, H, W, 3]
         length = min(self.clip_frames, videos.shape[1])
-        starts = torch.randint(0, videos.shape[1] - length + 1, (len(videos),))
-        frames = starts[:, None] + torch.arange(length)
-        clips = clip_tensor(videos[torch.arange(len(videos))[:, None], frames], device,
-                            self.image_size)  # [B, 3, L, H, W]
-        return torch.stack([self.crop(c.transpose(0, 1)).transpose(0, 1) for c in clips])
+        clips = clip_tensor(random_windows(videos, length), device, self.image_size)
+        return crop_clips(clips, self.crop)
 
     def test_logits(self, net: nn.Module, data: Any) -> torch.Tensor:
         return clip_averaged_logits(net, data.clips, clip_frames=self.clip_frames,

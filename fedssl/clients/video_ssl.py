@@ -45,8 +45,8 @@ from fedssl.models.vcop import sample_vcop_tuple
 if TYPE_CHECKING:
     from fedssl.config import RunConfig
 
-__all__ = ["RETRIEVAL_CLIPS", "VideoSSLTask", "clip_tensor", "frame_difference_probe",
-           "video_features"]
+__all__ = ["RETRIEVAL_CLIPS", "VideoSSLTask", "clip_tensor", "crop_clips", "frame_difference_probe",
+           "random_windows", "video_features"]
 
 #: Clips per video in retrieval and the probes (VCOP's protocol).
 RETRIEVAL_CLIPS = 10
@@ -69,11 +69,22 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(2**62, (1,)).item()))
 
 
-def _windows(videos: torch.Tensor, length: int, rng: np.random.Generator) -> torch.Tensor:
-    """One ``length``-frame window per video, each at a random start."""
+def random_windows(videos: torch.Tensor, length: int,
+                   rng: np.random.Generator | None = None) -> torch.Tensor:
+    """One ``length``-frame window per video of ``[B, T, ...]``, each at a random start
+    (``rng`` ``None``: one seeded from torch's RNG, so ``seed_everything`` fixes them)."""
+    rng = _rng() if rng is None else rng
     starts = rng.integers(0, videos.shape[1] - length + 1, size=len(videos))
     index = torch.as_tensor(starts[:, None] + np.arange(length))
     return videos[torch.arange(len(videos))[:, None], index]
+
+
+def crop_clips(clips: torch.Tensor, crop: Callable[[torch.Tensor], torch.Tensor]
+               ) -> torch.Tensor:
+    """``crop`` (a torchvision v2 transform) applied to each clip of ``[B, 3, L, H, W]``
+    with one set of parameters for all its frames (v2 treats the leading dim of
+    ``[L, 3, H, W]`` as a batch of frames sharing them)."""
+    return torch.stack([crop(c.transpose(0, 1)).transpose(0, 1) for c in clips])
 
 
 @torch.no_grad()
@@ -190,18 +201,15 @@ class VideoSSLTask(SSLTask):
 
             return speed_views
         if cfg.ssl_method == "ctp":
-            return lambda batch: [to_clips(_windows(batch[0], length, _rng()))]
+            return lambda batch: [to_clips(random_windows(batch[0], length))]
         crop = v2.RandomResizedCrop(size, scale=(cfg.crop_min_scale, 1.0), antialias=True)
 
         def two_views(batch: tuple[torch.Tensor]) -> list[torch.Tensor]:
             rng = _rng()
             views = []
             for _ in range(2):
-                clips = to_clips(_windows(batch[0], length, rng))  # [B, 3, L, H, W]
-                # One crop per clip, the same on all its frames (v2 treats leading dims as
-                # a batch of frames sharing the parameters).
-                views.append(torch.stack([crop(c.transpose(0, 1)).transpose(0, 1)
-                                          for c in clips]))
+                clips = to_clips(random_windows(batch[0], length, rng))  # [B, 3, L, H, W]
+                views.append(crop_clips(clips, crop))
             return views
 
         return two_views
