@@ -26,11 +26,12 @@ import numpy as np
 
 from fedssl.catalogue.datasets import client_dist_files
 from fedssl.datasets.partitioners.base import as_labels
+from fedssl.datasets.video.source import FRAME_ZIP_SUFFIX, VIDEO_EXTENSIONS
 
 __all__ = ["read_client_dist", "split"]
 
-# A file suffix a listed name may carry; names are matched without it.
-_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".zip")
+# A file suffix a listed name may carry (a video or its frame zip); names are matched without it.
+_SUFFIXES = (*VIDEO_EXTENSIONS, FRAME_ZIP_SUFFIX)
 
 
 def _name(entry: object, path: Path, position: int) -> str:
